@@ -5,6 +5,7 @@
  * so every command exits the same way for the same failure.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <sysexits.h>
 
 #include "mgate/err.h"

@@ -1,0 +1,35 @@
+/*
+ * cmd.h - the commands of the mgate program.
+ *
+ * Each command gets the arguments after its name and the global options
+ * already parsed, and returns a sysexits(3) status.  Only main.c and the
+ * cmd_*.c files map errors to exit codes or print to the user.
+ */
+#ifndef MGATE_CMD_H
+#define MGATE_CMD_H
+
+#include "mgate/config.h"
+
+struct cmd_ctx {
+	const char	*progname;	/* "mgate", "sendmail", "mailq" */
+	const char	*config_path;	/* -c, NULL: default lookup */
+	int		 verbose;
+};
+
+/* Load the configuration or print why not; returns NULL on failure. */
+struct mg_config *cmd_load_config(const struct cmd_ctx *);
+/* Print "progname: message" to stderr. */
+void	cmd_die_msg(const struct cmd_ctx *, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+
+int	cmd_queue(struct cmd_ctx *, int, char **);
+int	cmd_sendmail(struct cmd_ctx *, int, char **);
+int	cmd_pickup(struct cmd_ctx *, int, char **);
+int	cmd_list(struct cmd_ctx *, int, char **);
+int	cmd_cat(struct cmd_ctx *, int, char **);
+int	cmd_hold(struct cmd_ctx *, int, char **);
+int	cmd_release(struct cmd_ctx *, int, char **);
+int	cmd_delete(struct cmd_ctx *, int, char **);
+int	cmd_check_config(struct cmd_ctx *, int, char **);
+
+#endif
