@@ -9,13 +9,14 @@
  * All input is untrusted: it comes from submitted messages and from the
  * arguments of whoever runs sendmail.  The parser is a lexer (comments,
  * folding and quoting handled in one place) under a recursive-descent
- * reader of the RFC 5322 grammar, obsolete syntax included.  It never
- * recurses on input (comment nesting is a counter), never reads past
- * the length it was given, and builds each address in a fixed buffer of
- * MG_ADDR_MAX bytes, so an over-long address is an error, never a
- * truncation.  Display names, comments and encoded words are skipped,
- * not decoded.  An address-list that fails to parse leaves the list as
- * it was: partial results from a malformed header are not delivered to.
+ * reader of the RFC 5322 grammar, obsolete syntax included.  Its depth
+ * does not follow the input (comment nesting is a counter, groups do
+ * not nest), it never reads past the length it was given, and it builds
+ * each address in a fixed buffer of MG_ADDR_MAX bytes, so an over-long
+ * address is an error, never a truncation.  Display names, comments
+ * and encoded words are skipped, not decoded.  An address-list that
+ * fails to parse leaves the list as it was: partial results from a
+ * malformed header are never delivered to.
  */
 #include <arpa/inet.h>
 
@@ -66,7 +67,6 @@ struct parser {
 	const char		*domain;
 	struct mg_addrlist	*list;	/* NULL: keep the address in `one' */
 	struct abuf		*one;
-	size_t			 nfound;
 	char			*errbuf;
 	size_t			 errlen;
 };
@@ -208,7 +208,7 @@ skip_delimited(struct lex *lx, int open, int close, const char *unterm)
 				return unterm;
 			if (q[1] == '\0')
 				return "NUL byte";
-			/* obs-qp allows an escaped CR or LF; it would be bare. */
+			/* obs-qp may escape CR or LF: it would be bare. */
 			if (q[1] == '\r' || q[1] == '\n')
 				return "bare CR or LF";
 			q += 2;
@@ -329,7 +329,7 @@ tok_is_word(const struct parser *p)
 static enum mg_err __attribute__((format(printf, 3, 4)))
 fail(struct parser *p, enum mg_err e, const char *fmt, ...)
 {
-	char			 why[128], ex[EXCERPT_MAX * 4 + 4];
+	char			 why[128], ex[EXCERPT_MAX + 8];
 	const unsigned char	*s = p->elem, *end = p->lx.end;
 	size_t			 i = 0, n = 0, k;
 	va_list			 ap;
@@ -537,7 +537,7 @@ put_literal(struct parser *p, struct abuf *a)
 	return abuf_put(p, a, "]", 1);
 }
 
-/* domain = dot-atom / domain-literal / obs-domain; current token follows '@'. */
+/* domain = dot-atom / domain-literal / obs-domain; the token after @. */
 static enum mg_err
 parse_domain(struct parser *p, struct abuf *a)
 {
@@ -605,7 +605,7 @@ parse_route(struct parser *p)
 			return err;
 	if (!tok_is(p, '@'))
 		return fail(p, MG_EDATA, "malformed route");
-	do {
+	for (;;) {
 		if (tok_is(p, '@')) {
 			if ((err = advance(p)) != MG_OK ||
 			    (err = parse_domain(p, NULL)) != MG_OK)
@@ -615,7 +615,7 @@ parse_route(struct parser *p)
 			break;
 		if ((err = advance(p)) != MG_OK)
 			return err;
-	} while (1);
+	}
 	if (!tok_is(p, ':'))
 		return fail(p, MG_EDATA, "malformed route");
 	return advance(p);
@@ -628,7 +628,6 @@ emit(struct parser *p, const struct abuf *a)
 
 	if (p->list == NULL) {
 		*p->one = *a;
-		p->nfound++;
 		return MG_OK;
 	}
 	err = mg_addrlist_add(p->list, a->s);

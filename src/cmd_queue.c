@@ -272,8 +272,12 @@ queue_main(struct cmd_ctx *ctx, int argc, char **argv)
 		    " (the message was not queued)");
 		goto out;
 	}
-	mg_info("%s: uid=%lu from=<%s>", qid, (unsigned long)q.o.uid,
-	    q.o.sender ? q.o.sender : login);
+	if (q.o.sender)
+		mg_info("%s: uid=%lu from=<%s>", qid, (unsigned long)q.o.uid,
+		    q.o.sender);
+	else
+		mg_info("%s: uid=%lu from=<%s@%s>", qid,
+		    (unsigned long)q.o.uid, login, cfg->mydomain);
 	if (ctx->verbose)
 		fprintf(stderr, "%s: queued as %s\n", ctx->progname, qid);
 	if (cfg->pickup_after_queue || q.foreground_pickup)

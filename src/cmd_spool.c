@@ -41,6 +41,25 @@ open_spool(struct cmd_ctx *ctx, struct mg_config **cfgp, int *rc)
 }
 
 int
+cmd_init(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct mg_config	*cfg = NULL;
+	struct spool		*sp;
+	int			 rc;
+
+	if (argc > 0) {
+		cmd_die_msg(ctx, "usage: mgate init");
+		return EX_USAGE;
+	}
+	if ((sp = open_spool(ctx, &cfg, &rc)) != NULL) {
+		printf("spool ready at %s\n", spool_dir(sp));
+		spool_close(sp);
+	}
+	mg_config_free(cfg);
+	return rc;
+}
+
+int
 cmd_pickup(struct cmd_ctx *ctx, int argc, char **argv)
 {
 	struct mg_config	*cfg = NULL;

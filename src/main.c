@@ -22,6 +22,7 @@ static const struct {
 	int		(*fn)(struct cmd_ctx *, int, char **);
 	const char	*help;
 } commands[] = {
+	{ "init", cmd_init, "create the spool directory and queue database" },
 	{ "queue", cmd_queue, "queue a message from stdin (sendmail flags)" },
 	{ "pickup", cmd_pickup, "import submitted messages into the queue" },
 	{ "list", cmd_list, "list queued messages and recipients [--json]" },

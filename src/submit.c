@@ -466,9 +466,14 @@ submit_message(const struct mg_config *cfg, const struct submit_opts *o,
 	}
 	e = maildrop_create(cfg->spool_directory, &s.env, &s.w);
 	if (e != MG_OK) {
-		e = fail(&s, mg_err_is_temp(e) || e == MG_EUNAVAIL ? MG_ETEMP :
-		    e, "cannot create a file in %s/tmp: %s", cfg->spool_directory,
-		    strerror(errno));
+		if (e == MG_EUNAVAIL)
+			e = fail(&s, MG_ETEMP, "spool %s is missing or not "
+			    "initialised (run `mgate init' once to create it)",
+			    cfg->spool_directory);
+		else
+			e = fail(&s, mg_err_is_temp(e) ? MG_ETEMP : e,
+			    "cannot create a file in %s/tmp: %s",
+			    cfg->spool_directory, strerror(errno));
 		goto out;
 	}
 	if ((e = maildrop_put_envelope(s.w, &s.env)) != MG_OK) {

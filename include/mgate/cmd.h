@@ -22,6 +22,7 @@ struct mg_config *cmd_load_config(const struct cmd_ctx *);
 void	cmd_die_msg(const struct cmd_ctx *, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));
 
+int	cmd_init(struct cmd_ctx *, int, char **);
 int	cmd_queue(struct cmd_ctx *, int, char **);
 int	cmd_sendmail(struct cmd_ctx *, int, char **);
 int	cmd_pickup(struct cmd_ctx *, int, char **);
