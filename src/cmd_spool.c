@@ -145,6 +145,12 @@ list_one(const struct spool_msg *m, void *arg)
 			printf(", \"envid\": ");
 			json_str(m->env.envid);
 		}
+		if (m->env.peer) {
+			printf(", \"peer\": ");
+			json_str(m->env.peer);
+			printf(", \"peer_id\": ");
+			json_str(m->env.peer_qid);
+		}
 		printf(", \"recipients\": [");
 		for (size_t i = 0; i < m->env.nrcpt; i++) {
 			printf("%s\n    {\"address\": ", i ? "," : "");
@@ -168,8 +174,11 @@ list_one(const struct spool_msg *m, void *arg)
 			printf("%-16s %10s %5s  %s\n", "QUEUE ID", "SIZE",
 			    "AGE", "SENDER");
 		fmt_age(age, sizeof(age), st->now - (time_t)m->env.arrival);
-		printf("%-16s %10llu %5s  <%s>\n", m->env.qid,
+		printf("%-16s %10llu %5s  <%s>", m->env.qid,
 		    (unsigned long long)m->env.size, age, m->env.sender);
+		if (m->env.peer)
+			printf("  from %s (%s)", m->env.peer, m->env.peer_qid);
+		putchar('\n');
 		for (size_t i = 0; i < m->env.nrcpt; i++) {
 			printf("  %-10s %s", rcpt_state_name(m->rs[i].state),
 			    m->env.rcpts[i].addr);

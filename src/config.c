@@ -71,6 +71,9 @@ static const struct ckey global_keys[] = {
 	{ "pickup_after_queue", CT_BOOL, G(pickup_after_queue), "yes", 0, 0,
 	  NULL, "import a submission into the queue database right after "
 	  "`mgate queue' commits it (in the background)" },
+	{ "local_name", CT_STR, G(local_name), NULL, 0, 0, NULL,
+	  "this host's name in bundles: the peer's [peer NAME] for us "
+	  "(default: myhostname)" },
 	{ "private_key", CT_PATH, G(private_key), NULL, 0, 0, NULL,
 	  "this host's bundle key pair (from `mgate keygen')" },
 	{ "default_peer", CT_STR, G(default_peer), NULL, 0, 0, NULL,
@@ -445,6 +448,9 @@ finish(struct parser *p)
 		if ((c->myhostname = strdup(host)) == NULL)
 			return MG_ENOMEM;
 	}
+	if (c->local_name == NULL &&
+	    (c->local_name = strdup(c->myhostname)) == NULL)
+		return MG_ENOMEM;
 	if (c->mydomain == NULL) {
 		dot = strchr(c->myhostname, '.');
 		c->mydomain = strdup(dot && dot[1] ? dot + 1 : c->myhostname);

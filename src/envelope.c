@@ -20,6 +20,8 @@ mg_envelope_free(struct mg_envelope *e)
 	free(e->user);
 	free(e->sender);
 	free(e->envid);
+	free(e->peer);
+	free(e->peer_qid);
 	memset(e, 0, sizeof(*e));
 }
 

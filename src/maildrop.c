@@ -53,6 +53,13 @@ enum mg_err
 maildrop_create(const char *spool, struct mg_envelope *env,
     struct maildrop_writer **out)
 {
+	return maildrop_create_in(spool, "maildrop", env, out);
+}
+
+enum mg_err
+maildrop_create_in(const char *spool, const char *subdir,
+    struct mg_envelope *env, struct maildrop_writer **out)
+{
 	struct maildrop_writer	*w;
 	enum mg_err		 e;
 
@@ -60,7 +67,7 @@ maildrop_create(const char *spool, struct mg_envelope *env,
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return MG_ENOMEM;
 	w->fd = -1;
-	if (mg_path(w->dir, sizeof(w->dir), "%s/maildrop", spool) != MG_OK) {
+	if (mg_path(w->dir, sizeof(w->dir), "%s/%s", spool, subdir) != MG_OK) {
 		e = MG_ELIMIT;
 		goto fail;
 	}

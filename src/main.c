@@ -30,6 +30,9 @@ static const struct {
 	{ "hold", cmd_hold, "hold messages: they stay until released" },
 	{ "release", cmd_release, "release held messages" },
 	{ "delete", cmd_delete, "delete messages from the queue" },
+	{ "keygen", cmd_keygen, "make a key pair for bundles" },
+	{ "export", cmd_export, "write queued mail for a peer to a bundle file" },
+	{ "import", cmd_import, "import a bundle file and write its ack" },
 	{ "check-config", cmd_check_config,
 	  "validate and print the configuration [--keys]" },
 };

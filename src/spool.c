@@ -31,18 +31,10 @@
 #include "mgate/maildrop.h"
 #include "mgate/qid.h"
 #include "mgate/spool.h"
+#include "spool_int.h"
 
 #define TXN_RETRIES	50
-#define RKEY_LEN	(MG_QID_LEN + 4)
-#define VAL_MAX		(64 * 1024)
 
-struct spool {
-	char	 dir[4096];
-	DB_ENV	*env;
-	DB	*msg;
-	DB	*rcpt;
-	DB	*seen;
-};
 
 static const char *const state_names[RS_NSTATES] = {
 	[RS_QUEUED] = "queued",
@@ -113,9 +105,13 @@ spool_db_close(struct spool *sp)
 		sp->rcpt->close(sp->rcpt, 0);
 	if (sp->seen)
 		sp->seen->close(sp->seen, 0);
+	if (sp->bundle)
+		sp->bundle->close(sp->bundle, 0);
+	if (sp->outbox)
+		sp->outbox->close(sp->outbox, 0);
 	if (sp->env)
 		sp->env->close(sp->env, 0);
-	sp->msg = sp->rcpt = sp->seen = NULL;
+	sp->msg = sp->rcpt = sp->seen = sp->bundle = sp->outbox = NULL;
 	sp->env = NULL;
 }
 
@@ -155,12 +151,17 @@ spool_db_open(struct spool *sp, char *errbuf, size_t errlen)
 	/* Small mail records: a 2 MB cache is plenty and keeps RSS low. */
 	sp->env->set_cachesize(sp->env, 0, 2 * 1024 * 1024, 1);
 	sp->env->set_lk_detect(sp->env, DB_LOCK_DEFAULT);
+	/* A whole imported bundle commits in one transaction. */
+	sp->env->set_lk_max_locks(sp->env, 200000);
+	sp->env->set_lk_max_objects(sp->env, 200000);
 	sp->env->log_set_config(sp->env, DB_LOG_AUTO_REMOVE, 1);
 	if ((r = sp->env->open(sp->env, path, flags, 0600)) != 0)
 		goto fail;
 	if ((r = open_db(sp, &sp->msg, "msg.db")) != 0 ||
 	    (r = open_db(sp, &sp->rcpt, "rcpt.db")) != 0 ||
-	    (r = open_db(sp, &sp->seen, "seen.db")) != 0)
+	    (r = open_db(sp, &sp->seen, "seen.db")) != 0 ||
+	    (r = open_db(sp, &sp->bundle, "bundle.db")) != 0 ||
+	    (r = open_db(sp, &sp->outbox, "outbox.db")) != 0)
 		goto fail;
 	return MG_OK;
 fail:
@@ -175,7 +176,7 @@ spool_open(const char *dir, int flags, struct spool **out, char *errbuf,
     size_t errlen)
 {
 	static const char *const subdirs[] = { "maildrop", "tmp", "queue",
-		"corrupt", "db" };
+		"corrupt", "db", "outgoing", "incoming" };
 	struct spool	*sp;
 	char		 path[4096];
 	struct stat	 st;
@@ -240,9 +241,8 @@ spool_dir(const struct spool *sp)
  * Run fn inside a transaction, retrying on deadlock and reopening the
  * environment once if another process ran recovery under us.
  */
-typedef int (*txn_fn)(struct spool *, DB_TXN *, void *);
 
-static enum mg_err
+enum mg_err
 spool_txn(struct spool *sp, txn_fn fn, void *arg)
 {
 	DB_TXN	*txn;
@@ -279,7 +279,7 @@ retry:
 	return MG_ETEMP;
 }
 
-static void
+void
 dbt_init(DBT *d, const void *p, size_t n)
 {
 	memset(d, 0, sizeof(*d));
@@ -287,14 +287,14 @@ dbt_init(DBT *d, const void *p, size_t n)
 	d->size = (u_int32_t)n;
 }
 
-static void
+void
 rcpt_key(unsigned char key[RKEY_LEN], const char *qid, size_t idx)
 {
 	memcpy(key, qid, MG_QID_LEN);
 	mg_put_be32(key + MG_QID_LEN, (uint32_t)idx);
 }
 
-static enum mg_err
+enum mg_err
 enc_msg(struct mg_buf *b, const struct mg_envelope *env)
 {
 	enum mg_err e;
@@ -306,12 +306,14 @@ enc_msg(struct mg_buf *b, const struct mg_envelope *env)
 	    (e = mg_buf_put_field_u64(b, 'T', (uint64_t)env->ret)) ||
 	    (e = mg_buf_put_field_u64(b, 'B', (uint64_t)env->body)) ||
 	    (e = mg_buf_put_field_u64(b, 'Z', env->size)) ||
-	    (e = mg_buf_put_field_u64(b, 'N', env->nrcpt)))
+	    (e = mg_buf_put_field_u64(b, 'N', env->nrcpt)) ||
+	    (env->peer && (e = mg_buf_put_str(b, 'P', env->peer))) ||
+	    (env->peer_qid && (e = mg_buf_put_str(b, 'Q', env->peer_qid))))
 		return e;
 	return MG_OK;
 }
 
-static enum mg_err
+enum mg_err
 enc_rcpt(struct mg_buf *b, const struct mg_rcpt *r,
     const struct spool_rcpt_state *rs)
 {
@@ -336,7 +338,7 @@ dec_str(const unsigned char *v, size_t n, char **out)
 	return mg_field_str(v, n, out);
 }
 
-static enum mg_err
+enum mg_err
 dec_msg(const void *p, size_t n, struct mg_envelope *env, uint64_t *nrcpt)
 {
 	struct mg_rd		 rd;
@@ -361,6 +363,8 @@ dec_msg(const void *p, size_t n, struct mg_envelope *env, uint64_t *nrcpt)
 			break;
 		case 'Z': e = mg_field_u64(v, vn, &env->size); break;
 		case 'N': e = mg_field_u64(v, vn, nrcpt); break;
+		case 'P': e = dec_str(v, vn, &env->peer); break;
+		case 'Q': e = dec_str(v, vn, &env->peer_qid); break;
 		default: break;		/* a newer version's field */
 		}
 	}
@@ -369,7 +373,7 @@ dec_msg(const void *p, size_t n, struct mg_envelope *env, uint64_t *nrcpt)
 	return e == MG_EDATA ? MG_ECORRUPT : e;
 }
 
-static enum mg_err
+enum mg_err
 dec_rcpt(const void *p, size_t n, struct mg_rcpt *r,
     struct spool_rcpt_state *rs)
 {
@@ -760,7 +764,7 @@ del_fn(struct spool *sp, DB_TXN *txn, void *varg)
 	}
 }
 
-static int
+int
 pickup_lock(struct spool *sp)
 {
 	char	path[4200];

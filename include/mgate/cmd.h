@@ -31,6 +31,9 @@ int	cmd_cat(struct cmd_ctx *, int, char **);
 int	cmd_hold(struct cmd_ctx *, int, char **);
 int	cmd_release(struct cmd_ctx *, int, char **);
 int	cmd_delete(struct cmd_ctx *, int, char **);
+int	cmd_keygen(struct cmd_ctx *, int, char **);
+int	cmd_export(struct cmd_ctx *, int, char **);
+int	cmd_import(struct cmd_ctx *, int, char **);
 int	cmd_check_config(struct cmd_ctx *, int, char **);
 
 #endif

@@ -47,6 +47,7 @@ struct mg_config {
 	uint64_t	 recipient_limit;
 	int		 allow_nul_bytes;
 	int		 pickup_after_queue;
+	char		*local_name;
 	char		*private_key;
 	char		*default_peer;
 	struct mg_peer	*peers;

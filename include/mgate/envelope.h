@@ -39,6 +39,8 @@ struct mg_envelope {
 	struct mg_rcpt	*rcpts;
 	size_t		 nrcpt;
 	uint64_t	 size;		/* content bytes */
+	char		*peer;		/* received from this peer, or NULL */
+	char		*peer_qid;	/* the peer's queue ID for it */
 };
 
 void	mg_envelope_free(struct mg_envelope *);

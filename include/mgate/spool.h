@@ -107,4 +107,83 @@ enum mg_err spool_seen_check(struct spool *, const char *kind,
 /* Import committed maildrop files; *picked counts new messages. */
 enum mg_err spool_pickup(struct spool *, size_t *picked);
 
+/*
+ * Outgoing bundles (spool_bundle.c).  A bundle's life at the sender:
+ *   spool_bundle_begin   its messages' queued recipients become
+ *                        "bundled" with the bundle ID (state BUILDING)
+ *   (the bundle file is written to outgoing/ID and fsync'd)
+ *   spool_bundle_ready   the file is complete: it may be offered
+ *   spool_bundle_acked   the peer committed it: recipients "accepted",
+ *                        the record goes, the caller removes the file
+ * A BUILDING bundle found later (a crash) is undone with
+ * spool_bundle_abandon, which puts its recipients back to "queued".
+ * Bundle IDs are 32 lower-case hex digits.
+ */
+enum spool_bundle_state { SB_BUILDING, SB_READY };
+
+struct spool_bundle {
+	char		  id[33];
+	char		 *peer;
+	int		  state;	/* enum spool_bundle_state */
+	uint64_t	  created;
+	uint64_t	  size;		/* bytes of the bundle file */
+	char		**qids;
+	size_t		  nqid;
+};
+
+void	spool_bundle_free(struct spool_bundle *);
+int	spool_bundle_id_valid(const char *);
+enum mg_err spool_bundle_begin(struct spool *, const char *id,
+	    const char *peer, char *const *qids, size_t n);
+/*
+ * The file is complete.  If outbox_last is not 0, the bundle also holds
+ * the peer's outbox records up to that sequence number: they leave the
+ * outbox in the same transaction.
+ */
+enum mg_err spool_bundle_ready(struct spool *, const char *id,
+	    uint64_t size, uint64_t outbox_last);
+enum mg_err spool_bundle_abandon(struct spool *, const char *id);
+/* *nrcpt counts recipients moved to "accepted". */
+enum mg_err spool_bundle_acked(struct spool *, const char *id,
+	    size_t *nrcpt);
+/* Every bundle for peer (NULL: all) in creation order. */
+enum mg_err spool_bundle_list(struct spool *, const char *peer,
+	    struct spool_bundle **, size_t *n);
+enum mg_err spool_bundle_get(struct spool *, const char *id,
+	    struct spool_bundle *);
+/* Path of outgoing/ID. */
+enum mg_err spool_bundle_path(struct spool *, const char *id, char *,
+	    size_t);
+
+/*
+ * Import at the receiver: in one transaction, unless the bundle ID was
+ * seen before (MG_EEXIST), create every message whose (peer, peer_qid)
+ * is new and remember the bundle and each message.  Body files must
+ * already be durable at queue/QID.  *created counts new messages;
+ * dup[i] is set for messages skipped as already known.
+ */
+enum mg_err spool_import(struct spool *, const char *peer,
+	    const char *bundle_id, const struct mg_envelope *msgs, size_t n,
+	    int *dup, size_t *created);
+
+/* Update the recipient of qid whose address is addr. */
+enum mg_err spool_rcpt_update_addr(struct spool *, const char *qid,
+	    const char *addr, enum rcpt_state, const char *result);
+
+/*
+ * The outbox: status records waiting to travel to a peer.  Each is an
+ * opaque, already-encoded record (the caller's format), kept in order.
+ */
+enum mg_err spool_outbox_add(struct spool *, const char *peer,
+	    const void *rec, size_t len);
+/*
+ * Call fn for up to max records for peer, oldest first.  fn returns 0
+ * to go on.  *last receives the sequence number of the last one given.
+ */
+enum mg_err spool_outbox_walk(struct spool *, const char *peer, size_t max,
+	    int (*fn)(const void *, size_t, void *), void *arg,
+	    uint64_t *last);
+/* Remove files in outgoing/ that no bundle record names (crash debris). */
+void	spool_bundle_sweep(struct spool *);
+
 #endif
