@@ -99,6 +99,8 @@ static const struct ckey peer_keys[] = {
 	  4 * GiB, NULL, "largest bundle sent to this peer, in bytes" },
 	{ "connect_timeout", CT_TIME, P(connect_timeout), "30s", 1, 3600,
 	  NULL, "seconds to wait for the link to answer" },
+	{ "io_timeout", CT_TIME, P(io_timeout), "2m", 1, 86400, NULL,
+	  "seconds without progress before a link counts as dead" },
 };
 
 #define NKEYS(t)	(sizeof(t) / sizeof((t)[0]))

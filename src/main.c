@@ -33,6 +33,10 @@ static const struct {
 	{ "keygen", cmd_keygen, "make a key pair for bundles" },
 	{ "export", cmd_export, "write queued mail for a peer to a bundle file" },
 	{ "import", cmd_import, "import a bundle file and write its ack" },
+	{ "sync", cmd_sync, "exchange bundles with a peer over its link" },
+	{ "serve", cmd_serve, "the gateway's end of sync (sshd forced command)" },
+	{ "authorized-key", cmd_authorized_key,
+	  "print the authorized_keys line for a peer's SSH key" },
 	{ "check-config", cmd_check_config,
 	  "validate and print the configuration [--keys]" },
 };

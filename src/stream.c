@@ -29,7 +29,8 @@ struct mg_stream {
 };
 
 struct fd_ctx {
-	int	fd;
+	int	fd;		/* reads */
+	int	wfd;		/* writes: fd, or another (stdin/stdout) */
 	int	own;
 };
 
@@ -84,9 +85,9 @@ fd_write(void *vctx, const void *p, size_t n, int timeout_ms,
 	ssize_t		 r;
 
 	for (;;) {
-		if (fd_wait(c->fd, POLLOUT, timeout_ms, err) < 0)
+		if (fd_wait(c->wfd, POLLOUT, timeout_ms, err) < 0)
 			return -1;
-		if ((r = write(c->fd, p, n)) >= 0)
+		if ((r = write(c->wfd, p, n)) >= 0)
 			return r;
 		if (errno != EINTR && errno != EAGAIN) {
 			*err = errno == ENOSPC || errno == EDQUOT ?
@@ -101,8 +102,11 @@ fd_close(void *vctx)
 {
 	struct fd_ctx *c = vctx;
 
-	if (c->own)
+	if (c->own) {
 		close(c->fd);
+		if (c->wfd != c->fd)
+			close(c->wfd);
+	}
 	free(c);
 }
 
@@ -126,12 +130,19 @@ mg_stream_new(const struct mg_stream_ops *ops, void *ctx)
 struct mg_stream *
 mg_stream_fd(int fd, int own)
 {
+	return mg_stream_fd2(fd, fd, own);
+}
+
+struct mg_stream *
+mg_stream_fd2(int rfd, int wfd, int own)
+{
 	struct fd_ctx		*c;
 	struct mg_stream	*s;
 
 	if ((c = malloc(sizeof(*c))) == NULL)
 		return NULL;
-	c->fd = fd;
+	c->fd = rfd;
+	c->wfd = wfd;
 	c->own = own;
 	if ((s = mg_stream_new(&fd_ops, c)) == NULL)
 		free(c);

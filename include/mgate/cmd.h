@@ -34,6 +34,9 @@ int	cmd_delete(struct cmd_ctx *, int, char **);
 int	cmd_keygen(struct cmd_ctx *, int, char **);
 int	cmd_export(struct cmd_ctx *, int, char **);
 int	cmd_import(struct cmd_ctx *, int, char **);
+int	cmd_sync(struct cmd_ctx *, int, char **);
+int	cmd_serve(struct cmd_ctx *, int, char **);
+int	cmd_authorized_key(struct cmd_ctx *, int, char **);
 int	cmd_check_config(struct cmd_ctx *, int, char **);
 
 #endif

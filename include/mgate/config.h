@@ -33,6 +33,7 @@ struct mg_peer {
 	char		*public_key;	/* the peer's bundle public key */
 	uint64_t	 max_bundle_size;
 	uint64_t	 connect_timeout;
+	uint64_t	 io_timeout;
 	struct mg_peer	*next;
 };
 

@@ -32,6 +32,8 @@ struct mg_stream_ops {
 struct mg_stream *mg_stream_new(const struct mg_stream_ops *, void *ctx);
 /* If own is set, mg_stream_close() closes fd too. */
 struct mg_stream *mg_stream_fd(int fd, int own);
+/* Read from rfd, write to wfd (a pipe pair, stdin and stdout). */
+struct mg_stream *mg_stream_fd2(int rfd, int wfd, int own);
 void	mg_stream_close(struct mg_stream *);
 void	mg_stream_set_timeout(struct mg_stream *, int ms); /* <0: none */
 enum mg_err mg_stream_error(const struct mg_stream *);
