@@ -214,7 +214,7 @@ struct bundle_enc {
 	z_stream	 z;
 	int		 z_live;
 	uint32_t	 chunk_size;
-	unsigned char	*plain;		/* chunk_size: compressed, unsealed */
+	unsigned char	*plain;		/* chunk_size + 1: compressed, unsealed */
 	unsigned char	*sealed;	/* 4 + chunk_size + tag */
 	uint64_t	 chunk_idx;
 	uint64_t	 records;
@@ -269,10 +269,25 @@ enc_seal(struct bundle_enc *enc, size_t len, int last)
 }
 
 /*
- * Run deflate over p[0..n), then flush as asked.  A full chunk buffer
- * is sealed (not last) only when deflate needs room for more output, so
- * the chunk that ends the stream is always the one flagged last.
+ * Run deflate over p[0..n), then flush as asked.  deflate writes into a
+ * buffer one byte larger than a chunk: a chunk is sealed (not last) only
+ * once a byte beyond it exists, so the chunk in which the stream ends is
+ * always the one flagged last, and it is never empty.  (zlib may report
+ * a full output buffer and then finish with no more output, so "the
+ * buffer is full" alone does not mean more is coming.)
  */
+/* plain holds chunk_size + 1 bytes: seal a chunk, keep the extra byte. */
+static enum mg_err
+enc_spill(struct bundle_enc *enc)
+{
+	if (enc_seal(enc, enc->chunk_size, 0) != MG_OK)
+		return enc->err;
+	enc->plain[0] = enc->plain[enc->chunk_size];
+	enc->z.next_out = enc->plain + 1;
+	enc->z.avail_out = enc->chunk_size;
+	return MG_OK;
+}
+
 static enum mg_err
 enc_deflate(struct bundle_enc *enc, const void *p, size_t n, int flush)
 {
@@ -290,12 +305,8 @@ enc_deflate(struct bundle_enc *enc, const void *p, size_t n, int flush)
 		enc->z.avail_in = take;
 		f = n == 0 ? flush : Z_NO_FLUSH;
 		for (;;) {
-			if (enc->z.avail_out == 0) {
-				if (enc_seal(enc, enc->chunk_size, 0) != MG_OK)
-					return enc->err;
-				enc->z.next_out = enc->plain;
-				enc->z.avail_out = enc->chunk_size;
-			}
+			if (enc->z.avail_out == 0 && enc_spill(enc) != MG_OK)
+				return enc->err;
 			r = deflate(&enc->z, f);
 			if (r == Z_STREAM_END)
 				return MG_OK;
@@ -452,7 +463,8 @@ bundle_enc_new(const struct bundle_enc_params *pp, bundle_sink_fn sink,
 	    !name_ok(pp->receiver_name))
 		return MG_EUSAGE;
 	cs = pp->chunk_size ? pp->chunk_size : BUNDLE_CHUNK_DEFAULT;
-	if (cs < BUNDLE_CHUNK_MIN || cs > BUNDLE_CHUNK_MAX)
+	if (cs < BUNDLE_CHUNK_MIN || cs > BUNDLE_CHUNK_MAX ||
+	    pp->level < 0 || pp->level > 9)
 		return MG_EUSAGE;
 	if ((enc = calloc(1, sizeof(*enc))) == NULL)
 		return MG_ENOMEM;
@@ -473,7 +485,7 @@ bundle_enc_new(const struct bundle_enc_params *pp, bundle_sink_fn sink,
 		e = MG_ESOFTWARE;
 		goto out;
 	}
-	if ((enc->plain = malloc(cs)) == NULL ||
+	if ((enc->plain = malloc((size_t)cs + 1)) == NULL ||
 	    (enc->sealed = malloc(4 + (size_t)cs + BUNDLE_TAG_LEN)) == NULL ||
 	    (enc->cctx = EVP_CIPHER_CTX_new()) == NULL) {
 		e = MG_ENOMEM;
@@ -491,7 +503,7 @@ bundle_enc_new(const struct bundle_enc_params *pp, bundle_sink_fn sink,
 		goto out;
 	}
 	enc->z.next_out = enc->plain;
-	enc->z.avail_out = cs;
+	enc->z.avail_out = cs + 1;
 	ctime = pp->ctime ? pp->ctime : (int64_t)time(NULL);
 	if ((e = enc_header(enc, pp, eph, cs, !pp->no_dict, ctime)) != MG_OK)
 		goto out;
@@ -673,7 +685,9 @@ bundle_enc_finish(struct bundle_enc *enc)
 	enc->finished = 1;
 	if (enc_deflate(enc, NULL, 0, Z_FINISH) != MG_OK)
 		return enc->err;
-	return enc_seal(enc, enc->chunk_size - enc->z.avail_out, 1);
+	if (enc->z.avail_out == 0 && enc_spill(enc) != MG_OK)
+		return enc->err;
+	return enc_seal(enc, enc->chunk_size + 1 - enc->z.avail_out, 1);
 }
 
 void

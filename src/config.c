@@ -42,6 +42,10 @@ struct ckey {
 static const char *const logdest_names[] = { "syslog", "stderr", NULL };
 static const char *const transport_names[] = { "ssh", "smtp", "smarthost",
 	"file", NULL };
+static const char *const tls_policy_names[] = { "none", "may", "encrypt",
+	"verify", NULL };
+static const char *const local_delivery_names[] = { "maildir", "mbox", "mda",
+	NULL };
 
 #define G(f)	offsetof(struct mg_config, f)
 #define P(f)	offsetof(struct mg_peer, f)
@@ -78,6 +82,46 @@ static const struct ckey global_keys[] = {
 	  "this host's bundle key pair (from `mgate keygen')" },
 	{ "default_peer", CT_STR, G(default_peer), NULL, 0, 0, NULL,
 	  "peer that outgoing mail goes to (default: the only peer)" },
+	{ "local_delivery", CT_ENUM, G(local_delivery), "maildir", 0, 0,
+	  local_delivery_names, "how reports and inbound mail reach local "
+	  "users: maildir, mbox or mda" },
+	{ "local_mailbox", CT_STR, G(local_mailbox), "%h/Maildir/", 0, 0, NULL,
+	  "a user's Maildir or mbox; %u is the login, %h the home directory" },
+	{ "mda_command", CT_STR, G(mda_command), NULL, 0, 0, NULL,
+	  "MDA run with the message on stdin (no shell; %u is the login)" },
+	{ "dns_resolver", CT_STR, G(dns_resolver), NULL, 0, 0, NULL,
+	  "resolver for MX lookups, address[:port] (default: resolv.conf)" },
+	{ "smtp_port", CT_UINT, G(smtp_port), "25", 1, 65535, NULL,
+	  "port of the recipients' mail exchangers" },
+	{ "smtp_helo_name", CT_HOST, G(smtp_helo_name), NULL, 0, 0, NULL,
+	  "name in EHLO (default: myhostname)" },
+	{ "smtp_tls_policy", CT_ENUM, G(smtp_tls_policy), "may", 0, 0,
+	  tls_policy_names, "STARTTLS for delivery: none, may, encrypt, "
+	  "verify" },
+	{ "smtp_tls_policy_map", CT_STR, G(smtp_tls_policy_map), NULL, 0, 0,
+	  NULL, "per-domain TLS policy: domain=policy, comma-separated" },
+	{ "smtp_tls_ca_file", CT_PATH, G(smtp_tls_ca_file), NULL, 0, 0, NULL,
+	  "CA certificates for the verify policy (default: the system's)" },
+	{ "smtp_connect_timeout", CT_TIME, G(smtp_connect_timeout), "30s", 1,
+	  3600, NULL, "time to wait for a TCP connection to an MX" },
+	{ "smtp_command_timeout", CT_TIME, G(smtp_command_timeout), "5m", 1,
+	  3600, NULL, "time to wait for a reply (RFC 5321 4.5.3.2)" },
+	{ "smtp_data_timeout", CT_TIME, G(smtp_data_timeout), "10m", 1, 3600,
+	  NULL, "time to wait for the reply to the end of data" },
+	{ "delivery_concurrency", CT_UINT, G(delivery_concurrency), "20", 1,
+	  1000, NULL, "most deliveries at once" },
+	{ "destination_concurrency", CT_UINT, G(destination_concurrency), "2",
+	  1, 100, NULL, "most deliveries at once to one domain" },
+	{ "retry_first", CT_TIME, G(retry_first), "4m", 1, 86400, NULL,
+	  "wait before the first retry (short, for greylisting)" },
+	{ "maximal_backoff", CT_TIME, G(maximal_backoff), "4h", 1, 604800,
+	  NULL, "longest wait between retries" },
+	{ "maximal_queue_lifetime", CT_TIME, G(maximal_queue_lifetime), "5d", 1,
+	  31536000, NULL, "how long to retry before a message bounces" },
+	{ "queue_run_interval", CT_TIME, G(queue_run_interval), "30s", 1, 3600,
+	  NULL, "how often the daemon looks for due deliveries" },
+	{ "max_received_headers", CT_UINT, G(max_received_headers), "50", 1,
+	  1000, NULL, "more Received: fields than this is a loop" },
 };
 
 static const struct ckey peer_keys[] = {
@@ -101,6 +145,9 @@ static const struct ckey peer_keys[] = {
 	  NULL, "seconds to wait for the link to answer" },
 	{ "io_timeout", CT_TIME, P(io_timeout), "2m", 1, 86400, NULL,
 	  "seconds without progress before a link counts as dead" },
+	{ "sender_domains", CT_STR, P(sender_domains), NULL, 0, 0, NULL,
+	  "gateway: domains this site may send as, comma-separated "
+	  "(unset: none)" },
 };
 
 #define NKEYS(t)	(sizeof(t) / sizeof((t)[0]))
@@ -452,6 +499,9 @@ finish(struct parser *p)
 	}
 	if (c->local_name == NULL &&
 	    (c->local_name = strdup(c->myhostname)) == NULL)
+		return MG_ENOMEM;
+	if (c->smtp_helo_name == NULL &&
+	    (c->smtp_helo_name = strdup(c->myhostname)) == NULL)
 		return MG_ENOMEM;
 	if (c->mydomain == NULL) {
 		dot = strchr(c->myhostname, '.');

@@ -35,6 +35,7 @@ static const struct {
 	{ "import", cmd_import, "import a bundle file and write its ack" },
 	{ "sync", cmd_sync, "exchange bundles with a peer over its link" },
 	{ "serve", cmd_serve, "the gateway's end of sync (sshd forced command)" },
+	{ "daemon", cmd_daemon, "the gateway's delivery engine [--once]" },
 	{ "authorized-key", cmd_authorized_key,
 	  "print the authorized_keys line for a peer's SSH key" },
 	{ "check-config", cmd_check_config,

@@ -325,7 +325,12 @@ enc_rcpt(struct mg_buf *b, const struct mg_rcpt *r,
 	    (e = mg_buf_put_field_u64(b, 's', rs->state)) ||
 	    (e = mg_buf_put_field_u64(b, 'u', rs->updated)) ||
 	    (rs->result && (e = mg_buf_put_str(b, 'r', rs->result))) ||
-	    (rs->bundle && (e = mg_buf_put_str(b, 'b', rs->bundle))))
+	    (rs->bundle && (e = mg_buf_put_str(b, 'b', rs->bundle))) ||
+	    (rs->next_try && (e = mg_buf_put_field_u64(b, 'x',
+	    rs->next_try))) ||
+	    (rs->attempts && (e = mg_buf_put_field_u64(b, 'k',
+	    rs->attempts))) ||
+	    (rs->reported && (e = mg_buf_put_field_u64(b, 'f', 1))))
 		return e;
 	return MG_OK;
 }
@@ -401,6 +406,13 @@ dec_rcpt(const void *p, size_t n, struct mg_rcpt *r,
 		case 'u': e = mg_field_u64(v, vn, &rs->updated); break;
 		case 'r': e = dec_str(v, vn, &rs->result); break;
 		case 'b': e = dec_str(v, vn, &rs->bundle); break;
+		case 'x': e = mg_field_u64(v, vn, &rs->next_try); break;
+		case 'k': e = mg_field_u64(v, vn, &u);
+			rs->attempts = (uint32_t)u;
+			break;
+		case 'f': e = mg_field_u64(v, vn, &u);
+			rs->reported = u != 0;
+			break;
 		default: break;
 		}
 	}
@@ -419,7 +431,7 @@ create_fn(struct spool *sp, DB_TXN *txn, void *varg)
 {
 	struct create_arg		*a = varg;
 	const struct mg_envelope	*env = a->env;
-	struct spool_rcpt_state		 rs = { RS_QUEUED, 0, NULL, NULL };
+	struct spool_rcpt_state		 rs = { .state = RS_QUEUED };
 	struct mg_buf			 b;
 	unsigned char			 rk[RKEY_LEN];
 	DBT				 key, val;
@@ -628,7 +640,7 @@ upd_one(struct spool *sp, DB_TXN *txn, struct upd_arg *a, size_t idx,
     int *missing)
 {
 	struct mg_rcpt		 rc = { NULL, NULL, 0 };
-	struct spool_rcpt_state	 rs = { 0, 0, NULL, NULL };
+	struct spool_rcpt_state	 rs = { .state = RS_QUEUED };
 	struct mg_buf		 b;
 	unsigned char		 rk[RKEY_LEN];
 	DBT			 key, val;
@@ -986,6 +998,41 @@ sweep_tmp(struct spool *sp)
 	closedir(d);
 }
 
+/*
+ * Body files in queue/ that no message record names: an import that
+ * staged them and then failed or died, or a delete cut short.  Nobody
+ * acknowledged them, so removing them loses nothing.  The age test keeps
+ * files of an import still running.
+ */
+static void
+sweep_orphans(struct spool *sp)
+{
+	struct spool_msg	 m;
+	char			 dir[4200], path[4300];
+	DIR			*d;
+	struct dirent		*de;
+	struct stat		 st;
+	time_t			 now = time(NULL);
+
+	if (mg_path(dir, sizeof(dir), "%s/queue", sp->dir) != MG_OK ||
+	    (d = opendir(dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (!mg_qid_valid(de->d_name) ||
+		    mg_path(path, sizeof(path), "%s/%s", dir, de->d_name) ||
+		    lstat(path, &st) < 0 || now - st.st_mtime < 6 * 3600)
+			continue;
+		if (spool_msg_get(sp, de->d_name, &m) != MG_ENOTFOUND) {
+			spool_msg_free(&m);
+			continue;
+		}
+		if (unlink(path) == 0)
+			mg_info("%s: removed body file of no queued message",
+			    de->d_name);
+	}
+	closedir(d);
+}
+
 enum mg_err
 spool_pickup(struct spool *sp, size_t *picked)
 {
@@ -1025,6 +1072,7 @@ spool_pickup(struct spool *sp, size_t *picked)
 		mg_fsync_dir(dir);
 	}
 	sweep_tmp(sp);
+	sweep_orphans(sp);
 	close(lock);
 	return e;
 }

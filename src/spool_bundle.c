@@ -548,7 +548,7 @@ static int
 import_fn(struct spool *sp, DB_TXN *txn, void *varg)
 {
 	struct import_arg	*a = varg;
-	struct spool_rcpt_state	 rs = { RS_QUEUED, 0, NULL, NULL };
+	struct spool_rcpt_state	 rs = { .state = RS_QUEUED };
 	struct mg_buf		 b;
 	char			 k[600];
 	unsigned char		 rk[RKEY_LEN];
@@ -655,9 +655,9 @@ struct obadd_arg {
 };
 
 static int
-obadd_fn(struct spool *sp, DB_TXN *txn, void *varg)
+outbox_put(struct spool *sp, DB_TXN *txn, const char *peer, const void *rec,
+    size_t len)
 {
-	struct obadd_arg	*a = varg;
 	unsigned char		 k[300];
 	size_t			 kn;
 	uint64_t		 seq = 1;
@@ -666,7 +666,7 @@ obadd_fn(struct spool *sp, DB_TXN *txn, void *varg)
 	int			 r, r2;
 
 	/* The next sequence number: one past the peer's last key. */
-	kn = outbox_key(k, a->peer, UINT64_MAX);
+	kn = outbox_key(k, peer, UINT64_MAX);
 	if ((r = sp->outbox->cursor(sp->outbox, txn, &c, 0)) != 0)
 		return r;
 	dbt_init(&key, k, kn);
@@ -679,18 +679,25 @@ obadd_fn(struct spool *sp, DB_TXN *txn, void *varg)
 		r = c->get(c, &key, &val, DB_PREV);
 	else if (r == DB_NOTFOUND)
 		r = c->get(c, &key, &val, DB_LAST);
-	if (r == 0 && key.size == kn && memcmp(key.data, a->peer,
-	    kn - 8) == 0)
+	if (r == 0 && key.size == kn && memcmp(key.data, peer, kn - 8) == 0)
 		seq = mg_get_be64((unsigned char *)key.data + kn - 8) + 1;
 	r2 = c->close(c);
 	if (r && r != DB_NOTFOUND)
 		return r;
 	if (r2)
 		return r2;
-	kn = outbox_key(k, a->peer, seq);
+	kn = outbox_key(k, peer, seq);
 	dbt_init(&key, k, kn);
-	dbt_init(&val, a->rec, a->len);
+	dbt_init(&val, rec, len);
 	return sp->outbox->put(sp->outbox, txn, &key, &val, DB_NOOVERWRITE);
+}
+
+static int
+obadd_fn(struct spool *sp, DB_TXN *txn, void *varg)
+{
+	struct obadd_arg *a = varg;
+
+	return outbox_put(sp, txn, a->peer, a->rec, a->len);
 }
 
 enum mg_err
@@ -771,7 +778,7 @@ outbox_trim(struct spool *sp, DB_TXN *txn, const char *peer, uint64_t last)
 	int		 r, r2;
 
 	kn = outbox_key(k, peer, 0);
-	if ((r = sp->outbox->cursor(sp->outbox, txn, &c, DB_WRITECURSOR)))
+	if ((r = sp->outbox->cursor(sp->outbox, txn, &c, 0)))
 		return r;
 	dbt_init(&key, k, kn);
 	key.flags = DB_DBT_USERMEM;
@@ -790,4 +797,87 @@ outbox_trim(struct spool *sp, DB_TXN *txn, const char *peer, uint64_t last)
 	if (r == DB_NOTFOUND)
 		r = 0;
 	return r ? r : r2;
+}
+
+struct result_arg {
+	const char	*qid;
+	size_t		 idx;
+	enum rcpt_state	 state;
+	const char	*result;
+	uint64_t	 next_try;
+	int		 mark_reported;
+	const char	*peer;
+	const void	*rec;
+	size_t		 reclen;
+	int		 found;
+};
+
+static int
+result_fn(struct spool *sp, DB_TXN *txn, void *varg)
+{
+	struct result_arg	*a = varg;
+	struct mg_rcpt		 rc;
+	struct spool_rcpt_state	 rs;
+	struct mg_buf		 b;
+	unsigned char		 rk[RKEY_LEN];
+	DBT			 key, val;
+	int			 r;
+
+	memset(&rc, 0, sizeof(rc));
+	memset(&rs, 0, sizeof(rs));
+	mg_buf_init(&b, VAL_MAX);
+	rcpt_key(rk, a->qid, a->idx);
+	dbt_init(&key, rk, sizeof(rk));
+	dbt_init(&val, NULL, 0);
+	if ((r = sp->rcpt->get(sp->rcpt, txn, &key, &val, DB_RMW)) != 0) {
+		a->found = 0;
+		if (r == DB_NOTFOUND)
+			r = 0;
+		goto out;
+	}
+	a->found = 1;
+	if (dec_rcpt(val.data, val.size, &rc, &rs) != MG_OK) {
+		r = EINVAL;
+		goto out;
+	}
+	rs.state = a->state;
+	rs.updated = (uint64_t)time(NULL);
+	rs.next_try = a->next_try;
+	rs.attempts++;
+	if (a->mark_reported)
+		rs.reported = 1;
+	free(rs.result);
+	rs.result = a->result ? strdup(a->result) : NULL;
+	if (enc_rcpt(&b, &rc, &rs) != MG_OK) {
+		r = EINVAL;
+		goto out;
+	}
+	dbt_init(&val, b.data, b.len);
+	if ((r = sp->rcpt->put(sp->rcpt, txn, &key, &val, 0)) != 0)
+		goto out;
+	if (a->peer && a->rec)
+		r = outbox_put(sp, txn, a->peer, a->rec, a->reclen);
+out:
+	free(rc.addr);
+	free(rc.orcpt);
+	free(rs.result);
+	free(rs.bundle);
+	mg_buf_free(&b);
+	return r;
+}
+
+enum mg_err
+spool_rcpt_result(struct spool *sp, const char *qid, size_t idx,
+    enum rcpt_state state, const char *result, uint64_t next_try,
+    int mark_reported, const char *peer, const void *rec, size_t reclen)
+{
+	struct result_arg	a = { qid, idx, state, result, next_try,
+	    mark_reported, peer, rec, reclen, 0 };
+	enum mg_err		e;
+
+	if (!mg_qid_valid(qid) || (peer && strlen(peer) > 255))
+		return MG_EDATA;
+	if ((e = spool_txn(sp, result_fn, &a)) != MG_OK)
+		return e;
+	return a.found ? MG_OK : MG_ENOTFOUND;
 }

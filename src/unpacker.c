@@ -20,6 +20,7 @@
 
 #include "mgate/addr.h"
 #include "mgate/bundle.h"
+#include "mgate/dsn.h"
 #include "mgate/envelope.h"
 #include "mgate/fsutil.h"
 #include "mgate/log.h"
@@ -31,6 +32,9 @@ struct staged_status {
 	char	*rcpt;
 	int	 state;
 	char	*text;
+	char	*status;
+	char	*remote;
+	char	*diag;
 };
 
 struct unpack {
@@ -201,15 +205,20 @@ cb_status(void *arg, const struct bundle_status *bs)
 		return MG_ENOMEM;
 	u->st = n;
 	s = &u->st[u->nst];
-	snprintf(text, sizeof(text), "%s%s%s%s%s%s", bs->status,
-	    bs->status[0] && bs->diag[0] ? " " : "", bs->diag,
-	    bs->remote[0] ? " (" : "", bs->remote, bs->remote[0] ? ")" : "");
+	/* The server's words carry the code; the status stands alone. */
+	snprintf(text, sizeof(text), "%s%s%s%s", bs->diag[0] ? bs->diag :
+	    bs->status, bs->remote[0] ? " (" : "", bs->remote,
+	    bs->remote[0] ? ")" : "");
 	s->qid = strdup(bs->qid);
 	s->rcpt = strdup(bs->rcpt);
 	s->text = strdup(text);
+	s->status = strdup(bs->status);
+	s->remote = strdup(bs->remote);
+	s->diag = strdup(bs->diag);
 	s->state = st;
 	u->nst++;
-	if (!s->qid || !s->rcpt || !s->text)
+	if (!s->qid || !s->rcpt || !s->text || !s->status || !s->remote ||
+	    !s->diag)
 		return MG_ENOMEM;
 	return MG_OK;
 }
@@ -262,26 +271,122 @@ apply_acks(struct unpack *u)
 	}
 }
 
+/* Which report a recipient asked for on this outcome, if any. */
+static int
+wants_dsn(const struct mg_rcpt *r, int state, enum dsn_action *act)
+{
+	if (r->notify & MG_NOTIFY_NEVER)
+		return 0;
+	switch (state) {
+	case RS_BOUNCED:
+		*act = DSN_FAILED;
+		return r->notify == 0 || (r->notify & MG_NOTIFY_FAILURE);
+	case RS_DELIVERED:
+		*act = DSN_DELIVERED;
+		return (r->notify & MG_NOTIFY_SUCCESS) != 0;
+	case RS_DEFERRED:
+		*act = DSN_DELAYED;
+		return (r->notify & MG_NOTIFY_DELAY) != 0;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Apply status records message by message.  A recipient already in the
+ * reported state is left alone, so a status applied twice (a crash
+ * before the bundle's commit) changes nothing and reports nothing.
+ * Reports go out one per message and kind of event.
+ */
 static void
 apply_statuses(struct unpack *u)
 {
-	struct spool_msg	m;
+	struct spool_msg	 m;
+	struct dsn_rcpt		*dr = NULL;
+	int			*acts = NULL, *done = NULL;
+	char			 path[4200], err[512] = "";
 
+	if (u->nst == 0)
+		return;
+	if ((done = calloc(u->nst, sizeof(*done))) == NULL ||
+	    (dr = calloc(u->nst, sizeof(*dr))) == NULL ||
+	    (acts = calloc(u->nst, sizeof(*acts))) == NULL)
+		goto out;
 	for (size_t i = 0; i < u->nst; i++) {
-		struct staged_status *s = &u->st[i];
+		size_t nd[3] = { 0, 0, 0 };
 
-		if (!mg_qid_valid(s->qid) ||
-		    spool_msg_get(u->sp, s->qid, &m) != MG_OK)
+		if (done[i])
 			continue;
-		spool_msg_free(&m);
-		if (spool_rcpt_update_addr(u->sp, s->qid, s->rcpt,
-		    (enum rcpt_state)s->state, s->text) == MG_OK) {
+		if (!mg_qid_valid(u->st[i].qid) ||
+		    spool_msg_get(u->sp, u->st[i].qid, &m) != MG_OK) {
+			done[i] = 1;
+			continue;
+		}
+		/* Every status for this message, in bundle order. */
+		for (size_t j = i; j < u->nst; j++) {
+			struct staged_status	*s = &u->st[j];
+			enum dsn_action		 act;
+			size_t			 k;
+
+			if (done[j] || strcmp(s->qid, u->st[i].qid) != 0)
+				continue;
+			done[j] = 1;
+			for (k = 0; k < m.env.nrcpt; k++)
+				if (strcmp(m.env.rcpts[k].addr, s->rcpt) == 0)
+					break;
+			if (k == m.env.nrcpt || m.rs[k].state ==
+			    (enum rcpt_state)s->state ||
+			    rcpt_state_final(m.rs[k].state))
+				continue;
+			if (spool_rcpt_update(u->sp, s->qid, k,
+			    (enum rcpt_state)s->state, s->text, NULL) != MG_OK)
+				continue;
+			m.rs[k].state = (enum rcpt_state)s->state;
 			mg_info("%s: to=<%s>, status=%s (%s) via %s", s->qid,
 			    s->rcpt, rcpt_state_name(s->state), s->text,
 			    u->res->peer);
 			u->res->nstatus++;
+			if (!wants_dsn(&m.env.rcpts[k], s->state, &act))
+				continue;
+			/* Grouped by action: dr[] holds three runs. */
+			acts[j] = (int)act;
+			dr[j].idx = k;
+			dr[j].status = s->status;
+			dr[j].remote = s->remote;
+			dr[j].diag = s->diag;
+			nd[act]++;
 		}
+		for (int act = 0; act < 3; act++) {
+			struct dsn_rcpt	*grp;
+			size_t		 g = 0;
+
+			if (nd[act] == 0)
+				continue;
+			if ((grp = calloc(nd[act], sizeof(*grp))) == NULL)
+				break;
+			for (size_t j = i; j < u->nst && g < nd[act]; j++)
+				if (dr[j].status && acts[j] == act &&
+				    strcmp(u->st[j].qid, u->st[i].qid) == 0)
+					grp[g++] = dr[j];
+			if (spool_body_path(u->sp, m.env.qid, path,
+			    sizeof(path)) != MG_OK ||
+			    dsn_deliver(u->cfg, &m, path, (enum dsn_action)act,
+			    grp, g, err, sizeof(err)) != MG_OK)
+				mg_warn("%s: cannot deliver the delivery report "
+				    "to %s: %s", m.env.qid, m.env.user, err);
+			else
+				mg_info("%s: sender delivery report (%s) "
+				    "delivered to %s", m.env.qid, act ==
+				    DSN_FAILED ? "failed" : act == DSN_DELAYED ?
+				    "delayed" : "delivered", m.env.user);
+			free(grp);
+		}
+		spool_msg_free(&m);
 	}
+out:
+	free(done);
+	free(dr);
+	free(acts);
 }
 
 static void
@@ -451,6 +556,9 @@ out:
 		free(u.st[i].qid);
 		free(u.st[i].rcpt);
 		free(u.st[i].text);
+		free(u.st[i].status);
+		free(u.st[i].remote);
+		free(u.st[i].diag);
 	}
 	free(u.st);
 	for (size_t i = 0; i < u.nack; i++)

@@ -202,7 +202,7 @@ struct bundle_dec_cb {
 struct bundle_dec_params {
 	const struct mg_keypair	*self_keys;	/* our private keys */
 	const char		*self_name;	/* NULL: not checked */
-	const struct mg_pubkey	*senders;	/* accepted signers */
+	const struct mg_pubkey	*senders;	/* accepted signers, >= 1 */
 	size_t			 nsenders;
 	const char		*sender_name;	/* NULL: not checked */
 	const struct bundle_limits *limits;	/* NULL: defaults */

@@ -37,6 +37,7 @@ int	cmd_import(struct cmd_ctx *, int, char **);
 int	cmd_sync(struct cmd_ctx *, int, char **);
 int	cmd_serve(struct cmd_ctx *, int, char **);
 int	cmd_authorized_key(struct cmd_ctx *, int, char **);
+int	cmd_daemon(struct cmd_ctx *, int, char **);
 int	cmd_check_config(struct cmd_ctx *, int, char **);
 
 #endif

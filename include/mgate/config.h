@@ -20,6 +20,7 @@
 
 enum mg_transport { MG_TR_SSH, MG_TR_SMTP, MG_TR_SMARTHOST, MG_TR_FILE };
 enum mg_logdest_cfg { MG_LD_SYSLOG, MG_LD_STDERR };
+enum mg_local { MG_LOCAL_MAILDIR, MG_LOCAL_MBOX, MG_LOCAL_MDA };
 
 struct mg_peer {
 	char		*name;
@@ -34,6 +35,7 @@ struct mg_peer {
 	uint64_t	 max_bundle_size;
 	uint64_t	 connect_timeout;
 	uint64_t	 io_timeout;
+	char		*sender_domains;
 	struct mg_peer	*next;
 };
 
@@ -51,6 +53,25 @@ struct mg_config {
 	char		*local_name;
 	char		*private_key;
 	char		*default_peer;
+	int		 local_delivery;	/* MG_LOCAL_* */
+	char		*local_mailbox;
+	char		*mda_command;
+	char		*dns_resolver;
+	uint64_t	 smtp_port;
+	char		*smtp_helo_name;
+	int		 smtp_tls_policy;	/* enum tls_policy */
+	char		*smtp_tls_policy_map;
+	char		*smtp_tls_ca_file;
+	uint64_t	 smtp_connect_timeout;
+	uint64_t	 smtp_command_timeout;
+	uint64_t	 smtp_data_timeout;
+	uint64_t	 delivery_concurrency;
+	uint64_t	 destination_concurrency;
+	uint64_t	 retry_first;
+	uint64_t	 maximal_backoff;
+	uint64_t	 maximal_queue_lifetime;
+	uint64_t	 queue_run_interval;
+	uint64_t	 max_received_headers;
 	struct mg_peer	*peers;
 };
 

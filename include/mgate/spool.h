@@ -42,6 +42,9 @@ struct spool_rcpt_state {
 	uint64_t	 updated;	/* seconds since the epoch */
 	char		*result;	/* last result text, or NULL */
 	char		*bundle;	/* bundle ID it travelled in, or NULL */
+	uint64_t	 next_try;	/* gateway: not before this time */
+	uint32_t	 attempts;	/* gateway: delivery attempts so far */
+	int		 reported;	/* gateway: first deferral reported */
 };
 
 /* A spooled message: its envelope plus per-recipient state. */
@@ -165,6 +168,17 @@ enum mg_err spool_bundle_path(struct spool *, const char *id, char *,
 enum mg_err spool_import(struct spool *, const char *peer,
 	    const char *bundle_id, const struct mg_envelope *msgs, size_t n,
 	    int *dup, size_t *created);
+
+/*
+ * A delivery attempt's outcome, in one transaction: the recipient's new
+ * state, result text and next attempt time (attempts counted), and, if
+ * peer is given, a status record for that peer's outbox.  mark_reported
+ * sets the recipient's "first deferral reported" flag.
+ */
+enum mg_err spool_rcpt_result(struct spool *, const char *qid, size_t idx,
+	    enum rcpt_state, const char *result, uint64_t next_try,
+	    int mark_reported, const char *peer, const void *rec,
+	    size_t reclen);
 
 /* Update the recipient of qid whose address is addr. */
 enum mg_err spool_rcpt_update_addr(struct spool *, const char *qid,

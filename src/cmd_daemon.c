@@ -1,0 +1,102 @@
+/*
+ * cmd_daemon.c - `mgate daemon': the gateway's delivery engine.
+ *
+ * Setup reads as a checklist: parse the command line, load the
+ * configuration, check the spool opens, then run queue passes until
+ * told to stop.  SIGTERM and SIGINT end the loop after the current pass
+ * (workers finish their transactions); SIGHUP starts a pass now.
+ * With --once, one pass and exit: for tests and cron.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mgate/cmd.h"
+#include "mgate/deliver.h"
+#include "mgate/log.h"
+#include "mgate/spool.h"
+
+static volatile sig_atomic_t stop, wake;
+
+static void
+on_signal(int sig)
+{
+	if (sig == SIGHUP)
+		wake = 1;
+	else
+		stop = 1;
+}
+
+int
+cmd_daemon(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct mg_config	*cfg = NULL;
+	struct spool		*sp = NULL;
+	struct deliver_stats	 st;
+	struct sigaction	 sa;
+	char			 err[1024];
+	size_t			 picked;
+	enum mg_err		 e;
+	int			 once = 0, rc = EX_OK;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--once") == 0)
+			once = 1;
+		else {
+			cmd_die_msg(ctx, "usage: mgate daemon [--once]");
+			return EX_USAGE;
+		}
+	}
+	if ((cfg = cmd_load_config(ctx)) == NULL)
+		return EX_CONFIG;
+	if ((e = spool_open(cfg->spool_directory, SPOOL_CREATE, &sp, err,
+	    sizeof(err))) != MG_OK) {
+		cmd_die_msg(ctx, "%s", err);
+		rc = mg_err_exit(e);
+		goto out;
+	}
+	spool_close(sp);
+	sp = NULL;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	mg_info("daemon: started, spool %s", cfg->spool_directory);
+	while (!stop) {
+		/* Mail submitted on the gateway itself goes out too. */
+		if (spool_open(cfg->spool_directory, 0, &sp, err,
+		    sizeof(err)) == MG_OK) {
+			spool_pickup(sp, &picked);
+			spool_close(sp);
+			sp = NULL;
+		}
+		if ((e = deliver_run(cfg, &st, err, sizeof(err))) != MG_OK) {
+			mg_warn("daemon: queue run: %s", err);
+			if (once) {
+				rc = mg_err_exit(e);
+				break;
+			}
+		} else if (st.delivered + st.deferred + st.bounced > 0)
+			mg_info("daemon: queue run: %lu delivered, %lu "
+			    "deferred, %lu bounced, %lu domain%s",
+			    st.delivered, st.deferred, st.bounced,
+			    st.domains, st.domains == 1 ? "" : "s");
+		if (once)
+			break;
+		for (uint64_t s = 0; s < cfg->queue_run_interval && !stop &&
+		    !wake; s++)
+			sleep(1);
+		wake = 0;
+	}
+	mg_info("daemon: stopped");
+out:
+	spool_close(sp);
+	mg_config_free(cfg);
+	return rc;
+}
