@@ -128,6 +128,16 @@ maildrop_put_envelope(struct maildrop_writer *w,
 	struct mg_buf	b;
 	enum mg_err	e = MG_OK;
 
+	/* The reader refuses fields over FIELD_MAX: never write one. */
+	if (strlen(env->sender) > FIELD_MAX || (env->user &&
+	    strlen(env->user) > FIELD_MAX) || (env->envid &&
+	    strlen(env->envid) > FIELD_MAX))
+		return MG_ELIMIT;
+	for (size_t i = 0; i < env->nrcpt; i++)
+		if (strlen(env->rcpts[i].addr) + (env->rcpts[i].orcpt ?
+		    strlen(env->rcpts[i].orcpt) : 0) + 3 * MG_FIELD_HDR + 8 >
+		    FIELD_MAX)
+			return MG_ELIMIT;
 	mg_buf_init(&b, 3 * FIELD_MAX);
 	if ((e = mg_buf_put_str(&b, 'I', env->qid)) != MG_OK ||
 	    (e = mg_buf_put_field_u64(&b, 'A', env->arrival)) != MG_OK ||

@@ -171,6 +171,9 @@ fail:
 	return r == ENOSPC ? MG_ENOSPC : r == EACCES ? MG_ENOPERM : MG_ETEMP;
 }
 
+/* The spool this process has open, shared by further opens of it. */
+static struct spool *open_spool;
+
 enum mg_err
 spool_open(const char *dir, int flags, struct spool **out, char *errbuf,
     size_t errlen)
@@ -183,10 +186,22 @@ spool_open(const char *dir, int flags, struct spool **out, char *errbuf,
 	enum mg_err	 e;
 
 	*out = NULL;
+	/*
+	 * Berkeley DB allows one DB_REGISTER handle per process: a second
+	 * open in the same process shares the first (never across fork).
+	 */
+	if (open_spool && open_spool->pid == getpid() &&
+	    strcmp(open_spool->dir, dir) == 0 && open_spool->env) {
+		open_spool->refs++;
+		*out = open_spool;
+		return MG_OK;
+	}
 	if ((sp = calloc(1, sizeof(*sp))) == NULL) {
 		snprintf(errbuf, errlen, "out of memory");
 		return MG_ENOMEM;
 	}
+	sp->refs = 1;
+	sp->pid = getpid();
 	if (mg_path(sp->dir, sizeof(sp->dir), "%s", dir) != MG_OK) {
 		snprintf(errbuf, errlen, "spool_directory is too long");
 		e = MG_ECONFIG;
@@ -213,6 +228,8 @@ spool_open(const char *dir, int flags, struct spool **out, char *errbuf,
 	}
 	if ((e = spool_db_open(sp, errbuf, errlen)) != MG_OK)
 		goto fail;
+	if (open_spool == NULL || open_spool->pid != getpid())
+		open_spool = sp;
 	*out = sp;
 	return MG_OK;
 fail:
@@ -223,8 +240,10 @@ fail:
 void
 spool_close(struct spool *sp)
 {
-	if (sp == NULL)
+	if (sp == NULL || --sp->refs > 0)
 		return;
+	if (open_spool == sp)
+		open_spool = NULL;
 	if (sp->env)
 		sp->env->txn_checkpoint(sp->env, 0, 0, 0);
 	spool_db_close(sp);

@@ -5,6 +5,8 @@
 #ifndef MGATE_SPOOL_INT_H
 #define MGATE_SPOOL_INT_H
 
+#include <sys/types.h>
+
 #include <db.h>
 
 #include "mgate/buf.h"
@@ -17,6 +19,8 @@
 
 struct spool {
 	char	 dir[4096];
+	int	 refs;		/* opens in this process share one handle */
+	pid_t	 pid;
 	DB_ENV	*env;
 	DB	*msg;		/* QID -> envelope */
 	DB	*rcpt;		/* QID + be32 index -> recipient and state */
