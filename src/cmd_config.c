@@ -31,7 +31,7 @@ cmd_check_config(struct cmd_ctx *ctx, int argc, char **argv)
 	mg_config_print(cfg, stdout);
 	if (stat(cfg->spool_directory, &st) < 0)
 		fprintf(stderr, "%s: note: spool_directory %s does not exist "
-		    "yet; mgate creates it on first use\n", ctx->progname,
+		    "yet: run `mgate init' to create it\n", ctx->progname,
 		    cfg->spool_directory);
 	mg_config_free(cfg);
 	return EX_OK;

@@ -274,7 +274,7 @@ queue_main(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	if (q.o.sender)
 		mg_info("%s: uid=%lu from=<%s>", qid, (unsigned long)q.o.uid,
-		    q.o.sender);
+		    strcmp(q.o.sender, "<>") == 0 ? "" : q.o.sender);
 	else
 		mg_info("%s: uid=%lu from=<%s@%s>", qid,
 		    (unsigned long)q.o.uid, login, cfg->mydomain);

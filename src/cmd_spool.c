@@ -250,6 +250,7 @@ cmd_cat(struct cmd_ctx *ctx, int argc, char **argv)
 	struct maildrop_reader	*r = NULL;
 	struct spool_msg	 m;
 	char			 path[4200], err[1024], buf[65536];
+	size_t			 picked;
 	ssize_t			 n;
 	enum mg_err		 e;
 	int			 rc;
@@ -260,6 +261,7 @@ cmd_cat(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	if ((sp = open_spool(ctx, &cfg, &rc)) == NULL)
 		goto out;
+	spool_pickup(sp, &picked);	/* an ID `queue -v' just printed */
 	if ((e = spool_msg_get(sp, argv[0], &m)) != MG_OK ||
 	    (e = spool_body_path(sp, argv[0], path, sizeof(path))) != MG_OK) {
 		if (e == MG_ENOTFOUND)
@@ -315,6 +317,7 @@ manage(struct cmd_ctx *ctx, int argc, char **argv, enum manage_op op)
 	}
 	if ((sp = open_spool(ctx, &cfg, &rc)) == NULL)
 		goto out;
+	spool_pickup(sp, &changed);
 	for (int i = 0; i < argc; i++) {
 		changed = 0;
 		switch (op) {

@@ -12,9 +12,10 @@
 #include "mgate/header.h"
 
 enum mg_hline
-mg_header_classify(const char *line, size_t len, int in_field)
+mg_header_classify(const char *line, size_t len, int in_field,
+    size_t *name_len, size_t *colon)
 {
-	size_t i;
+	size_t i, n;
 
 	if (len == 0)
 		return MG_HLINE_END;
@@ -26,12 +27,23 @@ mg_header_classify(const char *line, size_t len, int in_field)
 	for (i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)line[i];
 
-		if (c == ':')
-			return i > 0 ? MG_HLINE_FIELD : MG_HLINE_BODY;
-		if (c < 33 || c > 126)
-			return MG_HLINE_BODY;
+		if (c == ':' || c < 33 || c > 126)
+			break;
 	}
-	return MG_HLINE_BODY;
+	if (i == 0 || i == len)
+		return MG_HLINE_BODY;
+	n = i;
+	/* obs-optional: "Name WSP* :" (but never a body line with a
+	 * space, such as "From someone", which has no colon next). */
+	while (i < len && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	if (i == len || line[i] != ':')
+		return MG_HLINE_BODY;
+	if (name_len)
+		*name_len = n;
+	if (colon)
+		*colon = i;
+	return MG_HLINE_FIELD;
 }
 
 int
@@ -45,6 +57,6 @@ mg_hfield_is(const char *buf, const struct mg_hfield *f, const char *name)
 const char *
 mg_hfield_value(const char *buf, const struct mg_hfield *f, size_t *len)
 {
-	*len = f->len - f->name_len - 1;
-	return buf + f->off + f->name_len + 1;
+	*len = f->len - f->colon - 1;
+	return buf + f->off + f->colon + 1;
 }

@@ -244,8 +244,9 @@ spool_close(struct spool *sp)
 		return;
 	if (open_spool == sp)
 		open_spool = NULL;
+	/* Checkpoint when the log has grown, not on every read-only run. */
 	if (sp->env)
-		sp->env->txn_checkpoint(sp->env, 0, 0, 0);
+		sp->env->txn_checkpoint(sp->env, 256, 1, 0);
 	spool_db_close(sp);
 	free(sp);
 }

@@ -74,7 +74,8 @@ is_dot_line(const char *l, size_t n)
 }
 
 static enum mg_err
-add_field(struct hdr *h, size_t off, size_t len, size_t name_len)
+add_field(struct hdr *h, size_t off, size_t len, size_t name_len,
+    size_t colon)
 {
 	struct mg_hfield *n;
 
@@ -89,6 +90,7 @@ add_field(struct hdr *h, size_t off, size_t len, size_t name_len)
 	h->f[h->nf].off = off;
 	h->f[h->nf].len = len;
 	h->f[h->nf].name_len = name_len;
+	h->f[h->nf].colon = colon;
 	h->nf++;
 	return MG_OK;
 }
@@ -103,7 +105,7 @@ read_header(struct submit *s)
 {
 	struct hdr	*h = &s->h;
 	uint64_t	 limit = s->cfg->header_size_limit;
-	size_t		 n, max = limit + 1;
+	size_t		 n, max = limit + 1, name_len = 0, colon = 0;
 	enum mg_err	 e;
 	enum mg_hline	 kind;
 
@@ -128,7 +130,8 @@ read_header(struct submit *s)
 		if (h->buf.len == 0 && h->nf == 0)
 			h->crlf = n >= 2 && s->line[n - 2] == '\r' &&
 			    s->line[n - 1] == '\n';
-		kind = mg_header_classify(s->line, n, h->nf > 0);
+		kind = mg_header_classify(s->line, n, h->nf > 0, &name_len,
+		    &colon);
 		if (kind == MG_HLINE_END || kind == MG_HLINE_BODY) {
 			h->ended_blank = kind == MG_HLINE_END;
 			s->linelen = n;
@@ -140,10 +143,7 @@ read_header(struct submit *s)
 			    "raise the limit in mgate.conf",
 			    (unsigned long long)limit);
 		if (kind == MG_HLINE_FIELD) {
-			size_t name_len = (size_t)((char *)memchr(s->line, ':',
-			    n) - s->line);
-
-			if ((e = add_field(h, h->buf.len, 0, name_len)))
+			if ((e = add_field(h, h->buf.len, 0, name_len, colon)))
 				return fail(s, e, e == MG_ELIMIT ? "message "
 				    "has more than %d header fields" :
 				    "out of memory", MAX_FIELDS);
@@ -318,11 +318,14 @@ put_added_headers(struct submit *s)
 			return e;
 	}
 	if (!find_field(s, "From")) {
-		const char *addr = s->env.sender[0] ? s->env.sender :
-		    "MAILER-DAEMON";
+		const char *addr = s->env.sender;
 		char	    fallback[MG_ADDR_MAX + 1];
 
-		if (s->o->sender == NULL) {
+		if (s->env.sender[0] == '\0') {
+			snprintf(fallback, sizeof(fallback),
+			    "MAILER-DAEMON@%s", s->cfg->mydomain);
+			addr = fallback;
+		} else if (s->o->sender == NULL) {
 			snprintf(fallback, sizeof(fallback), "%s@%s",
 			    s->o->user, s->cfg->mydomain);
 			addr = fallback;

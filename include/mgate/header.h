@@ -17,6 +17,7 @@ struct mg_hfield {
 	size_t	off;		/* start of the field name */
 	size_t	len;		/* whole field, continuation lines included */
 	size_t	name_len;	/* name without the colon */
+	size_t	colon;		/* offset of the colon from off */
 };
 
 enum mg_hline {
@@ -26,8 +27,13 @@ enum mg_hline {
 	MG_HLINE_BODY,		/* not a header line: the body starts here */
 };
 
-/* Classify one line (with its ending) given whether a field is open. */
-enum mg_hline mg_header_classify(const char *line, size_t len, int in_field);
+/*
+ * Classify one line (with its ending) given whether a field is open.
+ * For a field, *name_len and *colon (may be NULL) locate the name and
+ * the colon: RFC 5322 4.5 allows white space between them ("Bcc :").
+ */
+enum mg_hline mg_header_classify(const char *line, size_t len, int in_field,
+	    size_t *name_len, size_t *colon);
 /* Case-insensitive test of a field's name. */
 int	mg_hfield_is(const char *buf, const struct mg_hfield *, const char *);
 /* Pointer to the value (after the colon) and its length, raw. */
