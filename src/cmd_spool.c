@@ -299,6 +299,81 @@ out:
 	return rc;
 }
 
+static void
+fmt_time(char *buf, size_t len, uint64_t t)
+{
+	time_t		tt = (time_t)t;
+	struct tm	tm;
+
+	if (t == 0) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	localtime_r(&tt, &tm);
+	strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+int
+cmd_status(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct mg_config	*cfg = NULL;
+	struct spool		*sp;
+	struct spool_msg	 m;
+	char			 t1[32], t2[32];
+	size_t			 picked;
+	enum mg_err		 e;
+	int			 rc, bad = EX_OK;
+
+	if (argc < 1) {
+		cmd_die_msg(ctx, "usage: mgate status QUEUE-ID...");
+		return EX_USAGE;
+	}
+	if ((sp = open_spool(ctx, &cfg, &rc)) == NULL)
+		goto out;
+	spool_pickup(sp, &picked);
+	for (int i = 0; i < argc; i++) {
+		if ((e = spool_msg_get(sp, argv[i], &m)) != MG_OK) {
+			cmd_die_msg(ctx, "%s: %s", argv[i], e == MG_ENOTFOUND ?
+			    "no such message in the queue" : mg_strerror(e));
+			bad = e == MG_ENOTFOUND ? EX_NOINPUT : mg_err_exit(e);
+			continue;
+		}
+		fmt_time(t1, sizeof(t1), m.env.arrival);
+		printf("%s\n  sender:   <%s> (user %s)\n  size:     %llu bytes"
+		    "\n  arrived:  %s\n", m.env.qid, m.env.sender,
+		    m.env.user[0] ? m.env.user : "-",
+		    (unsigned long long)m.env.size, t1);
+		if (m.env.envid)
+			printf("  envid:    %s\n", m.env.envid);
+		if (m.env.peer)
+			printf("  from:     peer %s, its queue ID %s\n",
+			    m.env.peer, m.env.peer_qid);
+		for (size_t k = 0; k < m.env.nrcpt; k++) {
+			const struct spool_rcpt_state *r = &m.rs[k];
+
+			fmt_time(t1, sizeof(t1), r->updated);
+			printf("  <%s>\n    state:    %s since %s\n",
+			    m.env.rcpts[k].addr, rcpt_state_name(r->state), t1);
+			if (r->result)
+				printf("    result:   %s\n", r->result);
+			if (r->bundle)
+				printf("    bundle:   %s\n", r->bundle);
+			if (r->attempts) {
+				fmt_time(t2, sizeof(t2), r->next_try);
+				printf("    attempts: %u%s%s\n", r->attempts,
+				    r->state == RS_DEFERRED ? ", next " : "",
+				    r->state == RS_DEFERRED ? t2 : "");
+			}
+		}
+		spool_msg_free(&m);
+	}
+	rc = bad;
+	spool_close(sp);
+out:
+	mg_config_free(cfg);
+	return rc;
+}
+
 enum manage_op { OP_HOLD, OP_RELEASE, OP_DELETE };
 
 static int

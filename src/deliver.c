@@ -502,7 +502,8 @@ deliver_run(const struct mg_config *cfg, struct deliver_stats *st,
 		free(r.jobs);
 		return r.oom ? MG_ENOMEM : e;
 	}
-	qsort(r.jobs, r.n, sizeof(*r.jobs), by_domain);
+	if (r.n > 1)
+		qsort(r.jobs, r.n, sizeof(*r.jobs), by_domain);
 	if (pipe2(pfd, O_CLOEXEC) < 0) {
 		snprintf(errbuf, errlen, "pipe: %s", strerror(errno));
 		free(r.jobs);

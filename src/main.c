@@ -26,6 +26,7 @@ static const struct {
 	{ "queue", cmd_queue, "queue a message from stdin (sendmail flags)" },
 	{ "pickup", cmd_pickup, "import submitted messages into the queue" },
 	{ "list", cmd_list, "list queued messages and recipients [--json]" },
+	{ "status", cmd_status, "one message's recipients, states and results" },
 	{ "cat", cmd_cat, "print a queued message as it will be sent" },
 	{ "hold", cmd_hold, "hold messages: they stay until released" },
 	{ "release", cmd_release, "release held messages" },

@@ -410,7 +410,8 @@ packer_build(struct spool *sp, const struct peer_keys *pk,
 		e = sel.oom ? MG_ENOMEM : e;
 		goto out;
 	}
-	qsort(sel.v, sel.n, sizeof(*sel.v), by_size);
+	if (sel.n > 1)
+		qsort(sel.v, sel.n, sizeof(*sel.v), by_size);
 	if ((qids = calloc(sel.n + 1, sizeof(*qids))) == NULL) {
 		e = MG_ENOMEM;
 		goto out;

@@ -27,6 +27,7 @@ int	cmd_queue(struct cmd_ctx *, int, char **);
 int	cmd_sendmail(struct cmd_ctx *, int, char **);
 int	cmd_pickup(struct cmd_ctx *, int, char **);
 int	cmd_list(struct cmd_ctx *, int, char **);
+int	cmd_status(struct cmd_ctx *, int, char **);
 int	cmd_cat(struct cmd_ctx *, int, char **);
 int	cmd_hold(struct cmd_ctx *, int, char **);
 int	cmd_release(struct cmd_ctx *, int, char **);
