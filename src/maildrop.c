@@ -145,7 +145,9 @@ maildrop_put_envelope(struct maildrop_writer *w,
 	    (e = mg_buf_put_str(&b, 'S', env->sender)) != MG_OK ||
 	    (env->envid && (e = mg_buf_put_str(&b, 'E', env->envid))) ||
 	    (e = mg_buf_put_field_u64(&b, 'T', (uint64_t)env->ret)) != MG_OK ||
-	    (e = mg_buf_put_field_u64(&b, 'B', (uint64_t)env->body)) != MG_OK)
+	    (e = mg_buf_put_field_u64(&b, 'B', (uint64_t)env->body)) != MG_OK ||
+	    (env->priority != MG_PRIO_NORMAL && (e = mg_buf_put_field_u64(&b,
+	    'P', (uint64_t)env->priority)) != MG_OK))
 		goto out;
 	mg_stream_write(w->s, b.data, b.len);
 	for (size_t i = 0; i < env->nrcpt; i++) {
@@ -351,8 +353,9 @@ maildrop_open(const char *path, struct maildrop_reader **out, char *errbuf,
 		snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));
 		return e;
 	}
-	if ((r = calloc(1, sizeof(*r))) == NULL ||
-	    (r->s = mg_stream_fd(fd, 1)) == NULL ||
+	if ((r = calloc(1, sizeof(*r))) != NULL)
+		r->env.priority = MG_PRIO_NORMAL;
+	if (r == NULL || (r->s = mg_stream_fd(fd, 1)) == NULL ||
 	    (r->md = EVP_MD_CTX_new()) == NULL ||
 	    !EVP_DigestInit_ex(r->md, EVP_sha256(), NULL)) {
 		if (r == NULL || r->s == NULL)
@@ -420,6 +423,12 @@ maildrop_open(const char *path, struct maildrop_reader **out, char *errbuf,
 			if (e == MG_OK && u > MG_BODY_8BITMIME)
 				goto bad;
 			r->env.body = (int)u;
+			break;
+		case 'P':
+			e = mg_field_u64(val, n, &u);
+			if (e == MG_OK && u > MG_PRIO_HIGH)
+				goto bad;
+			r->env.priority = (int)u;
 			break;
 		case 'R':
 			if (r->env.nrcpt >= RCPT_MAX)

@@ -97,6 +97,7 @@ notify_to_bundle(unsigned n)
 struct cand {
 	char		qid[MG_QID_LEN + 1];
 	uint64_t	size;
+	int		priority;
 };
 
 struct select_arg {
@@ -130,16 +131,19 @@ select_fn(const struct spool_msg *m, void *varg)
 	}
 	memcpy(a->v[a->n].qid, m->env.qid, sizeof(a->v[a->n].qid));
 	a->v[a->n].size = m->env.size;
+	a->v[a->n].priority = m->env.priority;
 	a->n++;
 	return 0;
 }
 
-/* Small before large; equal sizes keep queue-ID (age) order. */
+/* Urgent first, then small before large, then oldest (queue-ID order). */
 static int
 by_size(const void *x, const void *y)
 {
 	const struct cand *a = x, *b = y;
 
+	if (a->priority != b->priority)
+		return a->priority > b->priority ? -1 : 1;
 	if (a->size != b->size)
 		return a->size < b->size ? -1 : 1;
 	return strcmp(a->qid, b->qid);

@@ -325,6 +325,7 @@ enc_msg(struct mg_buf *b, const struct mg_envelope *env)
 	    (env->envid && (e = mg_buf_put_str(b, 'E', env->envid))) ||
 	    (e = mg_buf_put_field_u64(b, 'T', (uint64_t)env->ret)) ||
 	    (e = mg_buf_put_field_u64(b, 'B', (uint64_t)env->body)) ||
+	    (e = mg_buf_put_field_u64(b, 'p', (uint64_t)env->priority)) ||
 	    (e = mg_buf_put_field_u64(b, 'Z', env->size)) ||
 	    (e = mg_buf_put_field_u64(b, 'N', env->nrcpt)) ||
 	    (env->peer && (e = mg_buf_put_str(b, 'P', env->peer))) ||
@@ -385,6 +386,9 @@ dec_msg(const void *p, size_t n, struct mg_envelope *env, uint64_t *nrcpt)
 		case 'T': e = mg_field_u64(v, vn, &u); env->ret = (int)u;
 			break;
 		case 'B': e = mg_field_u64(v, vn, &u); env->body = (int)u;
+			break;
+		case 'p': e = mg_field_u64(v, vn, &u);
+			env->priority = u <= MG_PRIO_HIGH ? (int)u : MG_PRIO_NORMAL;
 			break;
 		case 'Z': e = mg_field_u64(v, vn, &env->size); break;
 		case 'N': e = mg_field_u64(v, vn, nrcpt); break;
@@ -532,6 +536,7 @@ get_fn(struct spool *sp, DB_TXN *txn, void *varg)
 	}
 	memcpy(m->env.qid, a->qid, MG_QID_LEN);
 	m->env.qid[MG_QID_LEN] = '\0';
+	m->env.priority = MG_PRIO_NORMAL;	/* records older than 'p' */
 	if ((a->e = dec_msg(val.data, val.size, &m->env, &nrcpt)) != MG_OK)
 		return 0;
 	if (nrcpt > 1000000) {

@@ -10,6 +10,7 @@
  *   Date:, Message-ID: and From: when the message lacks them.
  * Added lines use the message's own line ending (CRLF or LF).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -161,6 +162,61 @@ find_field(const struct submit *s, const char *name)
 		if (mg_hfield_is((const char *)s->h.buf.data, &s->h.f[i], name))
 			return 1;
 	return 0;
+}
+
+/* The first word of a field's value, lower-cased, for keyword tests. */
+static void
+first_word(const char *v, size_t n, char *out, size_t len)
+{
+	size_t i = 0, k = 0;
+
+	while (i < n && (v[i] == ' ' || v[i] == '\t'))
+		i++;
+	while (i < n && k + 1 < len && v[i] != ' ' && v[i] != '\t' &&
+	    v[i] != '\r' && v[i] != '\n' && v[i] != '(' && v[i] != ';')
+		out[k++] = (char)tolower((unsigned char)v[i++]);
+	out[k] = '\0';
+}
+
+/*
+ * What goes first over an expensive link: RFC 2156 Priority and
+ * Importance, the common X-Priority (1-2 high, 4-5 low), and
+ * Precedence: bulk, list or junk (low).
+ */
+static int
+message_priority(const struct submit *s)
+{
+	const char	*buf = (const char *)s->h.buf.data, *v;
+	char		 w[16];
+	size_t		 n;
+
+	for (size_t i = 0; i < s->h.nf; i++) {
+		const struct mg_hfield *f = &s->h.f[i];
+
+		v = mg_hfield_value(buf, f, &n);
+		first_word(v, n, w, sizeof(w));
+		if (mg_hfield_is(buf, f, "Priority")) {
+			if (!strcmp(w, "urgent"))
+				return MG_PRIO_HIGH;
+			if (!strcmp(w, "non-urgent"))
+				return MG_PRIO_LOW;
+		} else if (mg_hfield_is(buf, f, "Importance")) {
+			if (!strcmp(w, "high"))
+				return MG_PRIO_HIGH;
+			if (!strcmp(w, "low"))
+				return MG_PRIO_LOW;
+		} else if (mg_hfield_is(buf, f, "X-Priority")) {
+			if (w[0] == '1' || w[0] == '2')
+				return MG_PRIO_HIGH;
+			if (w[0] == '4' || w[0] == '5')
+				return MG_PRIO_LOW;
+		} else if (mg_hfield_is(buf, f, "Precedence")) {
+			if (!strcmp(w, "bulk") || !strcmp(w, "list") ||
+			    !strcmp(w, "junk"))
+				return MG_PRIO_LOW;
+		}
+	}
+	return MG_PRIO_NORMAL;
 }
 
 static enum mg_err
@@ -462,6 +518,7 @@ submit_message(const struct mg_config *cfg, const struct submit_opts *o,
 	}
 	if ((e = collect_rcpts(&s)) != MG_OK)
 		goto out;
+	s.env.priority = message_priority(&s);
 	if (s.env.nrcpt == 0) {
 		e = fail(&s, MG_EUSAGE, "no recipients: name them as "
 		    "arguments, or use -t to take them from To, Cc and Bcc");

@@ -122,6 +122,7 @@ cb_msg_begin(void *arg, const struct bundle_msg *bm)
 	u->nmsgs++;
 	env->arrival = (uint64_t)time(NULL);
 	env->ret = bm->ret;
+	env->priority = MG_PRIO_NORMAL;
 	if ((env->sender = strdup(bm->sender)) == NULL ||
 	    (env->user = strdup("")) == NULL ||
 	    (env->peer = strdup(u->res->peer)) == NULL ||

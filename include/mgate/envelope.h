@@ -21,6 +21,8 @@
 
 enum mg_ret { MG_RET_NONE, MG_RET_FULL, MG_RET_HDRS };
 enum mg_body { MG_BODY_NONE, MG_BODY_7BIT, MG_BODY_8BITMIME };
+/* From the message's Priority, X-Priority, Importance, Precedence. */
+enum mg_prio { MG_PRIO_LOW, MG_PRIO_NORMAL, MG_PRIO_HIGH };
 
 struct mg_rcpt {
 	char		*addr;
@@ -36,6 +38,7 @@ struct mg_envelope {
 	char		*envid;		/* RFC 3461 ENVID, or NULL */
 	int		 ret;		/* enum mg_ret */
 	int		 body;		/* enum mg_body */
+	int		 priority;	/* enum mg_prio */
 	struct mg_rcpt	*rcpts;
 	size_t		 nrcpt;
 	uint64_t	 size;		/* content bytes */
