@@ -17,6 +17,8 @@
 
 #include "mgate/cmd.h"
 #include "mgate/fsutil.h"
+#include "mgate/inbound.h"
+#include "mgate/passwd.h"
 #include "mgate/keys.h"
 #include "mgate/log.h"
 #include "mgate/packer.h"
@@ -305,6 +307,14 @@ cmd_import(struct cmd_ctx *ctx, int argc, char **argv)
 		    res.id, res.peer, res.nmsg, res.nmsg == 1 ? "" : "s",
 		    res.created, res.dups, res.nstatus, res.nstatus == 1 ?
 		    "" : "s", res.nack, res.nack == 1 ? "" : "s");
+	if (cfg->role == MG_ROLE_SITE) {
+		size_t n = 0;
+
+		inbound_deliver(sp, cfg, &n);
+		if (n)
+			printf("%zu recipient%s delivered to local mailboxes\n",
+			    n, n == 1 ? "" : "s");
+	}
 	/* Acknowledge anything but a pure acknowledgement. */
 	if (!res.replay && res.nmsg == 0 && res.nstatus == 0)
 		goto out;
@@ -333,4 +343,33 @@ out:
 	spool_close(sp);
 	mg_config_free(cfg);
 	return rc;
+}
+
+int
+cmd_passwd_hash(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	char	pw[512], hash[256];
+
+	if (argc != 0) {
+		cmd_die_msg(ctx, "usage: mgate passwd-hash < password");
+		return EX_USAGE;
+	}
+	if (fgets(pw, sizeof(pw), stdin) == NULL) {
+		cmd_die_msg(ctx, "no password on standard input");
+		return EX_DATAERR;
+	}
+	pw[strcspn(pw, "\r\n")] = '\0';
+	if (strlen(pw) < 12) {
+		cmd_die_msg(ctx, "a password needs at least 12 characters");
+		explicit_bzero(pw, sizeof(pw));
+		return EX_DATAERR;
+	}
+	if (passwd_hash(pw, hash, sizeof(hash)) != MG_OK) {
+		cmd_die_msg(ctx, "cannot hash the password");
+		explicit_bzero(pw, sizeof(pw));
+		return EX_SOFTWARE;
+	}
+	explicit_bzero(pw, sizeof(pw));
+	printf("%s\n", hash);
+	return EX_OK;
 }

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 #include "mgate/cmd.h"
 #include "mgate/deliver.h"
 #include "mgate/log.h"
+#include "mgate/smtp_server.h"
 #include "mgate/spool.h"
 
 static volatile sig_atomic_t stop, wake;
@@ -42,6 +44,7 @@ cmd_daemon(struct cmd_ctx *ctx, int argc, char **argv)
 	size_t			 picked;
 	enum mg_err		 e;
 	int			 once = 0, rc = EX_OK;
+	pid_t			 listener = -1;
 
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--once") == 0)
@@ -68,6 +71,20 @@ cmd_daemon(struct cmd_ctx *ctx, int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	mg_info("daemon: started, spool %s", cfg->spool_directory);
+	if (cfg->smtpd_listen && !once) {
+		/* The listener runs beside the queue runs, in its own process. */
+		fflush(NULL);
+		if ((listener = fork()) == 0) {
+			if (smtpd_run(cfg, &stop, err, sizeof(err)) != MG_OK) {
+				mg_error("smtpd: %s", err);
+				_exit(EX_CONFIG);
+			}
+			_exit(EX_OK);
+		}
+		if (listener < 0)
+			mg_error("daemon: cannot start the SMTP listener: %s",
+			    strerror(errno));
+	}
 	while (!stop) {
 		/* Mail submitted on the gateway itself goes out too. */
 		if (spool_open(cfg->spool_directory, 0, &sp, err,
@@ -89,10 +106,21 @@ cmd_daemon(struct cmd_ctx *ctx, int argc, char **argv)
 			    st.domains, st.domains == 1 ? "" : "s");
 		if (once)
 			break;
+		/* Reap the listener's exit, if it stopped: say so. */
+		if (listener > 0 && waitpid(listener, NULL, WNOHANG) ==
+		    listener) {
+			mg_error("daemon: the SMTP listener stopped (see above);"
+			    " queue runs go on");
+			listener = -1;
+		}
 		for (uint64_t s = 0; s < cfg->queue_run_interval && !stop &&
 		    !wake; s++)
 			sleep(1);
 		wake = 0;
+	}
+	if (listener > 0) {
+		kill(listener, SIGTERM);
+		waitpid(listener, NULL, 0);
 	}
 	mg_info("daemon: stopped");
 out:

@@ -26,6 +26,8 @@
 #include "mgate/spool.h"
 #include "mgate/stream.h"
 #include "mgate/sync.h"
+#include "mgate/inbound.h"
+#include "mgate/transport_smtp.h"
 #include "mgate/transport_ssh.h"
 
 static int
@@ -79,6 +81,7 @@ cmd_sync(struct cmd_ctx *ctx, int argc, char **argv)
 	const struct mg_peer	*peer;
 	struct spool		*sp = NULL;
 	struct ssh_conn		*conn = NULL;
+	struct smtp_sync_conn	*sconn = NULL;
 	struct peer_keys	 pk;
 	struct sync_ctx		 x;
 	struct ssh_params	 sp_;
@@ -109,7 +112,7 @@ cmd_sync(struct cmd_ctx *ctx, int argc, char **argv)
 		rc = EX_CONFIG;
 		goto out;
 	}
-	if (peer->transport != MG_TR_SSH) {
+	if (peer->transport != MG_TR_SSH && peer->transport != MG_TR_SMTP) {
 		cmd_die_msg(ctx, "peer %s: transport %s cannot sync yet (use "
 		    "ssh, or export/import for file)", peer->name,
 		    mg_transport_name(peer->transport));
@@ -145,7 +148,12 @@ cmd_sync(struct cmd_ctx *ctx, int argc, char **argv)
 	sp_.command = "mgate serve";
 	sp_.connect_timeout_ms = (int)peer->connect_timeout * 1000;
 	sp_.io_timeout_ms = (int)peer->io_timeout * 1000;
-	if ((e = ssh_connect(&sp_, &conn, err, sizeof(err))) != MG_OK) {
+	if (peer->transport == MG_TR_SMTP)
+		e = smtp_sync_connect(peer, cfg->local_name, &sconn, err,
+		    sizeof(err));
+	else
+		e = ssh_connect(&sp_, &conn, err, sizeof(err));
+	if (e != MG_OK) {
 		cmd_die_msg(ctx, "%s; mail stays queued", err);
 		rc = e == MG_ECONFIG ? EX_CONFIG : EX_TEMPFAIL;
 		goto out;
@@ -153,20 +161,31 @@ cmd_sync(struct cmd_ctx *ctx, int argc, char **argv)
 	x.sp = sp;
 	x.cfg = cfg;
 	x.pk = &pk;
-	x.s = ssh_stream(conn);
+	x.s = conn ? ssh_stream(conn) : smtp_sync_stream(sconn);
 	x.progress = isatty(STDERR_FILENO);
 	x.err = err;
 	x.errlen = sizeof(err);
 	e = sync_client(&x);
-	ssh_wire_bytes(conn, &wout, &win);
+	if (conn)
+		ssh_wire_bytes(conn, &wout, &win);
+	else
+		smtp_sync_wire_bytes(sconn, &wout, &win);
 	if (e != MG_OK) {
-		snprintf(serr_, sizeof(serr_), "%s", ssh_remote_stderr(conn));
+		snprintf(serr_, sizeof(serr_), "%s", conn ?
+		    ssh_remote_stderr(conn) : "");
 		cmd_die_msg(ctx, "sync with %s failed: %s%s%s%s", peer->name,
 		    err, serr_[0] ? " [remote: " : "", serr_,
 		    serr_[0] ? "]" : "");
 		rc = EX_TEMPFAIL;
 	}
-	ssh_send_eof(conn);
+	if (conn)
+		ssh_send_eof(conn);
+	/* Mail for our users came down with the status records. */
+	if (cfg->role == MG_ROLE_SITE) {
+		size_t n = 0;
+
+		inbound_deliver(sp, cfg, &n);
+	}
 	printf("sync %s: up %llu message%s in %llu bundle%s (%llu bytes, "
 	    "%llu before compression), down %llu message%s and %llu "
 	    "status record%s (%llu bytes); wire %llu out, %llu in; "
@@ -185,6 +204,7 @@ cmd_sync(struct cmd_ctx *ctx, int argc, char **argv)
 	fflush(stdout);
 out:
 	ssh_close(conn);
+	smtp_sync_close(sconn);
 	peer_keys_free(&pk);
 	if (lock >= 0)
 		close(lock);

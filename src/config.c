@@ -40,6 +40,7 @@ struct ckey {
 };
 
 static const char *const logdest_names[] = { "syslog", "stderr", NULL };
+static const char *const role_names[] = { "site", "gateway", NULL };
 static const char *const transport_names[] = { "ssh", "smtp", "smarthost",
 	"file", NULL };
 static const char *const tls_policy_names[] = { "none", "may", "encrypt",
@@ -54,6 +55,8 @@ static const char *const local_delivery_names[] = { "maildir", "mbox", "mda",
 #define GiB	(1024ULL * 1024 * 1024)
 
 static const struct ckey global_keys[] = {
+	{ "role", CT_ENUM, G(role), "site", 0, 0, role_names,
+	  "site (queues mail for its gateway) or gateway (delivers it)" },
 	{ "spool_directory", CT_PATH, G(spool_directory), "/var/spool/mgate",
 	  0, 0, NULL, "where queued mail and the queue database live" },
 	{ "myhostname", CT_HOST, G(myhostname), NULL, 0, 0, NULL,
@@ -122,6 +125,18 @@ static const struct ckey global_keys[] = {
 	  NULL, "how often the daemon looks for due deliveries" },
 	{ "max_received_headers", CT_UINT, G(max_received_headers), "50", 1,
 	  1000, NULL, "more Received: fields than this is a loop" },
+	{ "smtpd_listen", CT_STR, G(smtpd_listen), NULL, 0, 0, NULL,
+	  "gateway: SMTP listener addresses, address:port, comma-separated" },
+	{ "smtpd_tls_cert_file", CT_PATH, G(smtpd_tls_cert_file), NULL, 0, 0,
+	  NULL, "gateway: the listener's certificate chain (PEM)" },
+	{ "smtpd_tls_key_file", CT_PATH, G(smtpd_tls_key_file), NULL, 0, 0,
+	  NULL, "gateway: the listener's private key (PEM)" },
+	{ "smtpd_max_sessions", CT_UINT, G(smtpd_max_sessions), "50", 1,
+	  10000, NULL, "gateway: most SMTP sessions at once" },
+	{ "smtpd_timeout", CT_TIME, G(smtpd_timeout), "5m", 1, 3600, NULL,
+	  "gateway: idle time before an SMTP client is dropped" },
+	{ "smtpd_max_errors", CT_UINT, G(smtpd_max_errors), "10", 1, 1000,
+	  NULL, "gateway: protocol errors before a session is dropped" },
 };
 
 static const struct ckey peer_keys[] = {
@@ -145,6 +160,18 @@ static const struct ckey peer_keys[] = {
 	  NULL, "seconds to wait for the link to answer" },
 	{ "io_timeout", CT_TIME, P(io_timeout), "2m", 1, 86400, NULL,
 	  "seconds without progress before a link counts as dead" },
+	{ "domains", CT_STR, P(domains), NULL, 0, 0, NULL,
+	  "gateway: the site's mail domains, comma-separated: the gateway "
+	  "accepts mail for them and carries it to the site" },
+	{ "smtp_password_hash", CT_STR, P(smtp_password_hash), NULL, 0, 0,
+	  NULL, "gateway: the site's SMTP AUTH password, as made by "
+	  "`mgate passwd-hash'" },
+	{ "password_file", CT_PATH, P(password_file), NULL, 0, 0, NULL,
+	  "site: file holding the SMTP AUTH password for this peer" },
+	{ "tls_ca_file", CT_PATH, P(tls_ca_file), NULL, 0, 0, NULL,
+	  "site: CA certificates that sign the peer's TLS certificate" },
+	{ "tls_fingerprint", CT_STR, P(tls_fingerprint), NULL, 0, 0, NULL,
+	  "site: the peer's certificate SHA-256 fingerprint (hex), pinned" },
 	{ "sender_domains", CT_STR, P(sender_domains), NULL, 0, 0, NULL,
 	  "gateway: domains this site may send as, comma-separated "
 	  "(unset: none)" },
@@ -522,7 +549,7 @@ finish(struct parser *p)
 		return perr(p, "default_peer '%s' is not defined by a [peer] "
 		    "section", c->default_peer);
 	}
-	if (c->default_peer == NULL && npeers == 1 &&
+	if (c->default_peer == NULL && npeers == 1 && c->role == MG_ROLE_SITE &&
 	    (c->default_peer = strdup(c->peers->name)) == NULL)
 		return MG_ENOMEM;
 	return MG_OK;

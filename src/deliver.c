@@ -395,6 +395,8 @@ collect(const struct spool_msg *m, void *arg)
 	struct mg_result fail;
 	int		 allowed = -1;
 
+	if (m->env.via != NULL)		/* for a site: goes by sync */
+		return 0;
 	for (size_t i = 0; i < m->env.nrcpt; i++) {
 		const struct spool_rcpt_state *rs = &m->rs[i];
 
@@ -459,9 +461,11 @@ find_done(const struct spool_msg *m, void *arg)
 	void		*nq;
 
 	for (size_t i = 0; i < m->env.nrcpt; i++)
-		if (!rcpt_state_final(m->rs[i].state))
+		/* Mail carried to a site is done once the site has it. */
+		if (!rcpt_state_final(m->rs[i].state) && !(m->env.via &&
+		    m->rs[i].state == RS_ACCEPTED))
 			return 0;
-	if (m->env.peer == NULL && m->env.nrcpt > 0 &&
+	if (m->env.peer == NULL && m->env.via == NULL && m->env.nrcpt > 0 &&
 	    m->rs[0].bundle != NULL)
 		return 0;	/* a site's own message: keep its history */
 	if (d->n == d->cap) {

@@ -22,6 +22,7 @@ mg_envelope_free(struct mg_envelope *e)
 	free(e->envid);
 	free(e->peer);
 	free(e->peer_qid);
+	free(e->via);
 	memset(e, 0, sizeof(*e));
 }
 

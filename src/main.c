@@ -36,6 +36,8 @@ static const struct {
 	{ "import", cmd_import, "import a bundle file and write its ack" },
 	{ "sync", cmd_sync, "exchange bundles with a peer over its link" },
 	{ "serve", cmd_serve, "the gateway's end of sync (sshd forced command)" },
+	{ "passwd-hash", cmd_passwd_hash,
+	  "hash a site's SMTP password (from stdin) for smtp_password_hash" },
 	{ "daemon", cmd_daemon, "the gateway's delivery engine [--once]" },
 	{ "authorized-key", cmd_authorized_key,
 	  "print the authorized_keys line for a peer's SSH key" },

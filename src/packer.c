@@ -101,6 +101,8 @@ struct cand {
 };
 
 struct select_arg {
+	const char	*peer;
+	int		 gateway;
 	struct cand	*v;
 	size_t		 n;
 	size_t		 cap;
@@ -114,7 +116,13 @@ select_fn(const struct spool_msg *m, void *varg)
 	struct cand		*nv;
 	int			 queued = 0;
 
-	if (m->env.peer != NULL)	/* came from a peer: not ours to send */
+	/*
+	 * A site sends its own mail to its gateway; a gateway sends a site
+	 * only what was accepted for it (inbound mail).  Mail that came
+	 * from a peer is never sent back to one.
+	 */
+	if (a->gateway ? (m->env.via == NULL || strcmp(m->env.via, a->peer)) :
+	    (m->env.peer != NULL || m->env.via != NULL))
 		return 0;
 	for (size_t i = 0; i < m->env.nrcpt; i++)
 		if (m->rs[i].state == RS_QUEUED)
@@ -385,7 +393,7 @@ enum mg_err
 packer_build(struct spool *sp, const struct peer_keys *pk,
     struct pack_result *res, char *errbuf, size_t errlen)
 {
-	struct select_arg		 sel = { NULL, 0, 0, 0 };
+	struct select_arg		 sel = { NULL, 0, NULL, 0, 0, 0 };
 	struct bundle_enc_params	 bp;
 	struct pack			 p;
 	struct obpack			 ob;
@@ -407,6 +415,8 @@ packer_build(struct spool *sp, const struct peer_keys *pk,
 	p.res = res;
 	errbuf[0] = '\0';
 	recover_building(sp, pk->peer->name);
+	sel.peer = pk->peer->name;
+	sel.gateway = pk->cfg->role == MG_ROLE_GATEWAY;
 
 	if ((e = spool_walk(sp, select_fn, &sel)) != MG_OK || sel.oom) {
 		snprintf(errbuf, errlen, "reading the queue: %s",

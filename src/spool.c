@@ -329,7 +329,8 @@ enc_msg(struct mg_buf *b, const struct mg_envelope *env)
 	    (e = mg_buf_put_field_u64(b, 'Z', env->size)) ||
 	    (e = mg_buf_put_field_u64(b, 'N', env->nrcpt)) ||
 	    (env->peer && (e = mg_buf_put_str(b, 'P', env->peer))) ||
-	    (env->peer_qid && (e = mg_buf_put_str(b, 'Q', env->peer_qid))))
+	    (env->peer_qid && (e = mg_buf_put_str(b, 'Q', env->peer_qid))) ||
+	    (env->via && (e = mg_buf_put_str(b, 'V', env->via))))
 		return e;
 	return MG_OK;
 }
@@ -394,6 +395,7 @@ dec_msg(const void *p, size_t n, struct mg_envelope *env, uint64_t *nrcpt)
 		case 'N': e = mg_field_u64(v, vn, nrcpt); break;
 		case 'P': e = dec_str(v, vn, &env->peer); break;
 		case 'Q': e = dec_str(v, vn, &env->peer_qid); break;
+		case 'V': e = dec_str(v, vn, &env->via); break;
 		default: break;		/* a newer version's field */
 		}
 	}

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -157,6 +158,25 @@ tls_client(int fd, const struct tls_client_params *p,
 			return MG_ETEMP;
 		}
 	}
+	if (p->pin_sha256 && p->pin_sha256[0]) {
+		X509		*crt = SSL_get1_peer_certificate(t->ssl);
+		unsigned char	 md[EVP_MAX_MD_SIZE];
+		unsigned int	 mdlen = 0;
+		char		 hex[2 * EVP_MAX_MD_SIZE + 1];
+
+		hex[0] = '\0';
+		if (crt && X509_digest(crt, EVP_sha256(), md, &mdlen))
+			for (unsigned i = 0; i < mdlen; i++)
+				snprintf(hex + 2 * i, 3, "%02x", md[i]);
+		X509_free(crt);
+		if (strcasecmp(hex, p->pin_sha256) != 0) {
+			snprintf(errbuf, errlen, "TLS certificate of %s does "
+			    "not match the pinned fingerprint (got %s)",
+			    p->servername, hex[0] ? hex : "none");
+			tls_close(t);
+			return MG_EAUTH;
+		}
+	}
 	if (p->info)
 		snprintf(p->info, p->infolen, "%s %s",
 		    SSL_get_version(t->ssl), SSL_get_cipher_name(t->ssl));
@@ -172,4 +192,87 @@ ssl_fail:
 	    ERR_reason_error_string(ERR_peek_last_error()) : "unknown");
 	tls_close(t);
 	return MG_ETEMP;
+}
+
+struct tls_server_ctx {
+	SSL_CTX	*ctx;
+};
+
+enum mg_err
+tls_server_ctx_new(const char *cert, const char *key,
+    struct tls_server_ctx **out, char *errbuf, size_t errlen)
+{
+	struct tls_server_ctx *c;
+
+	*out = NULL;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return MG_ENOMEM;
+	if ((c->ctx = SSL_CTX_new(TLS_server_method())) == NULL ||
+	    !SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION) ||
+	    SSL_CTX_use_certificate_chain_file(c->ctx, cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(c->ctx, key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(c->ctx) != 1) {
+		snprintf(errbuf, errlen, "TLS certificate %s or key %s: %s",
+		    cert, key, ERR_reason_error_string(ERR_peek_last_error())
+		    ? ERR_reason_error_string(ERR_peek_last_error()) :
+		    "unusable");
+		tls_server_ctx_free(c);
+		return MG_ECONFIG;
+	}
+	*out = c;
+	return MG_OK;
+}
+
+void
+tls_server_ctx_free(struct tls_server_ctx *c)
+{
+	if (c == NULL)
+		return;
+	SSL_CTX_free(c->ctx);
+	free(c);
+}
+
+enum mg_err
+tls_server(int fd, struct tls_server_ctx *sc, int timeout_ms,
+    struct mg_stream **out, char *info, size_t infolen, char *errbuf,
+    size_t errlen)
+{
+	struct tls_ctx	*t;
+	int		 r;
+
+	*out = NULL;
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		return MG_ENOMEM;
+	t->fd = fd;
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	/* The stream owns a reference of its own to the shared context. */
+	SSL_CTX_up_ref(sc->ctx);
+	t->ctx = sc->ctx;
+	if ((t->ssl = SSL_new(t->ctx)) == NULL || !SSL_set_fd(t->ssl, fd)) {
+		snprintf(errbuf, errlen, "TLS setup failed");
+		tls_close(t);
+		return MG_ETEMP;
+	}
+	for (;;) {
+		ERR_clear_error();
+		if ((r = SSL_accept(t->ssl)) == 1)
+			break;
+		if (tls_wait(t, r, timeout_ms) < 0) {
+			snprintf(errbuf, errlen, "TLS handshake failed: %s",
+			    ERR_reason_error_string(ERR_peek_last_error()) ?
+			    ERR_reason_error_string(ERR_peek_last_error()) :
+			    "connection closed");
+			tls_close(t);
+			return MG_ETEMP;
+		}
+	}
+	if (info)
+		snprintf(info, infolen, "%s %s", SSL_get_version(t->ssl),
+		    SSL_get_cipher_name(t->ssl));
+	if ((*out = mg_stream_new(&tls_ops, t)) == NULL) {
+		tls_close(t);
+		return MG_ENOMEM;
+	}
+	mg_stream_set_timeout(*out, timeout_ms);
+	return MG_OK;
 }

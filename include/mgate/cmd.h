@@ -38,6 +38,7 @@ int	cmd_import(struct cmd_ctx *, int, char **);
 int	cmd_sync(struct cmd_ctx *, int, char **);
 int	cmd_serve(struct cmd_ctx *, int, char **);
 int	cmd_authorized_key(struct cmd_ctx *, int, char **);
+int	cmd_passwd_hash(struct cmd_ctx *, int, char **);
 int	cmd_daemon(struct cmd_ctx *, int, char **);
 int	cmd_check_config(struct cmd_ctx *, int, char **);
 

@@ -20,6 +20,7 @@
 
 enum mg_transport { MG_TR_SSH, MG_TR_SMTP, MG_TR_SMARTHOST, MG_TR_FILE };
 enum mg_logdest_cfg { MG_LD_SYSLOG, MG_LD_STDERR };
+enum mg_role { MG_ROLE_SITE, MG_ROLE_GATEWAY };
 enum mg_local { MG_LOCAL_MAILDIR, MG_LOCAL_MBOX, MG_LOCAL_MDA };
 
 struct mg_peer {
@@ -36,11 +37,17 @@ struct mg_peer {
 	uint64_t	 connect_timeout;
 	uint64_t	 io_timeout;
 	char		*sender_domains;
+	char		*domains;
+	char		*smtp_password_hash;
+	char		*password_file;
+	char		*tls_ca_file;
+	char		*tls_fingerprint;
 	struct mg_peer	*next;
 };
 
 struct mg_config {
 	char		*path;
+	int		 role;			/* enum mg_role */
 	char		*spool_directory;
 	char		*myhostname;
 	char		*mydomain;
@@ -72,6 +79,12 @@ struct mg_config {
 	uint64_t	 maximal_queue_lifetime;
 	uint64_t	 queue_run_interval;
 	uint64_t	 max_received_headers;
+	char		*smtpd_listen;
+	char		*smtpd_tls_cert_file;
+	char		*smtpd_tls_key_file;
+	uint64_t	 smtpd_max_sessions;
+	uint64_t	 smtpd_timeout;
+	uint64_t	 smtpd_max_errors;
 	struct mg_peer	*peers;
 };
 

@@ -44,6 +44,7 @@ struct mg_envelope {
 	uint64_t	 size;		/* content bytes */
 	char		*peer;		/* received from this peer, or NULL */
 	char		*peer_qid;	/* the peer's queue ID for it */
+	char		*via;		/* gateway: carry to this peer (inbound) */
 };
 
 void	mg_envelope_free(struct mg_envelope *);

@@ -22,6 +22,7 @@ struct tls_client_params {
 	int		 timeout_ms;
 	char		*info;		/* out: "TLSv1.3 CIPHER", or NULL */
 	size_t		 infolen;
+	const char	*pin_sha256;	/* hex SHA-256 of the certificate */
 };
 
 /*
@@ -30,5 +31,15 @@ struct tls_client_params {
  */
 enum mg_err tls_client(int fd, const struct tls_client_params *,
 	    struct mg_stream **, char *errbuf, size_t errlen);
+
+/* The server side: one context (certificate and key) for all sessions. */
+struct tls_server_ctx;
+
+enum mg_err tls_server_ctx_new(const char *cert, const char *key,
+	    struct tls_server_ctx **, char *errbuf, size_t errlen);
+void	tls_server_ctx_free(struct tls_server_ctx *);
+enum mg_err tls_server(int fd, struct tls_server_ctx *, int timeout_ms,
+	    struct mg_stream **, char *info, size_t infolen, char *errbuf,
+	    size_t errlen);
 
 #endif
