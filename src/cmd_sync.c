@@ -27,6 +27,7 @@
 #include "mgate/stream.h"
 #include "mgate/sync.h"
 #include "mgate/inbound.h"
+#include "mgate/smarthost.h"
 #include "mgate/transport_smtp.h"
 #include "mgate/transport_ssh.h"
 
@@ -74,6 +75,49 @@ sync_peer(struct cmd_ctx *ctx, const struct mg_config *cfg, const char *n)
 	return p;
 }
 
+/* transport = smarthost: relay the queue message by message. */
+static int
+smarthost_sync(struct cmd_ctx *ctx, const struct mg_config *cfg,
+    const struct mg_peer *peer, int wait)
+{
+	struct spool		*sp = NULL;
+	struct smarthost_stats	 st;
+	char			 err[1024];
+	size_t			 picked;
+	double			 t0 = now_s();
+	enum mg_err		 e;
+	int			 lock = -1, rc = EX_OK;
+
+	if ((e = spool_open(cfg->spool_directory, SPOOL_CREATE, &sp, err,
+	    sizeof(err))) != MG_OK) {
+		cmd_die_msg(ctx, "%s", err);
+		return mg_err_exit(e);
+	}
+	if ((lock = peer_lock(cfg->spool_directory, "sync", peer->name,
+	    wait)) < 0) {
+		cmd_die_msg(ctx, "another sync with %s is running; try again "
+		    "later, or use --wait", peer->name);
+		spool_close(sp);
+		return EX_TEMPFAIL;
+	}
+	spool_pickup(sp, &picked);
+	err[0] = '\0';
+	if ((e = smarthost_run(sp, cfg, peer, &st, err, sizeof(err))) !=
+	    MG_OK) {
+		cmd_die_msg(ctx, "relay through %s: %s; mail stays queued",
+		    peer->host, err);
+		rc = e == MG_ECONFIG ? EX_CONFIG : EX_TEMPFAIL;
+	}
+	printf("sync %s (smarthost %s): %lu message%s tried, %lu recipient%s "
+	    "delivered, %lu bounced, %lu deferred; %.1fs\n", peer->name,
+	    peer->host, st.messages, st.messages == 1 ? "" : "s",
+	    st.delivered, st.delivered == 1 ? "" : "s", st.bounced,
+	    st.deferred, now_s() - t0);
+	close(lock);
+	spool_close(sp);
+	return rc;
+}
+
 int
 cmd_sync(struct cmd_ctx *ctx, int argc, char **argv)
 {
@@ -110,6 +154,10 @@ cmd_sync(struct cmd_ctx *ctx, int argc, char **argv)
 		return EX_CONFIG;
 	if ((peer = sync_peer(ctx, cfg, pname)) == NULL) {
 		rc = EX_CONFIG;
+		goto out;
+	}
+	if (peer->transport == MG_TR_SMARTHOST) {
+		rc = smarthost_sync(ctx, cfg, peer, wait);
 		goto out;
 	}
 	if (peer->transport != MG_TR_SSH && peer->transport != MG_TR_SMTP) {

@@ -24,6 +24,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "mgate/log.h"
 #include "mgate/maildrop.h"
 #include "mgate/smtp_client.h"
@@ -321,6 +323,39 @@ starttls(struct smtp_session *ss, struct mg_result *r)
 	return ehlo(ss, r);
 }
 
+/* AUTH PLAIN, only ever under TLS. */
+static enum mg_err
+auth(struct smtp_session *ss, struct mg_result *r)
+{
+	char		plain[1100], text[512], st[16];
+	unsigned char	b64[1600];
+	int		code = 0, n;
+	enum mg_err	e;
+
+	if (ss->tlsinfo[0] == '\0') {
+		mg_result_set(r, MG_R_TEMP, 0, "4.7.5", ss->remote, "no TLS "
+		    "with %s: the password is never sent in clear",
+		    ss->remote);
+		return MG_ETEMP;
+	}
+	n = snprintf(plain, sizeof(plain), "%c%s%c%s", 0, ss->p->auth_user,
+	    0, ss->p->auth_pass);
+	if (n < 0 || (size_t)n >= sizeof(plain))
+		return MG_ELIMIT;
+	EVP_EncodeBlock(b64, (unsigned char *)plain, n);
+	explicit_bzero(plain, sizeof(plain));
+	e = cmd(ss, ss->p->command_timeout_ms, &code, text, sizeof(text), st,
+	    sizeof(st), NULL, "AUTH PLAIN %s", b64);
+	explicit_bzero(b64, sizeof(b64));
+	if (e != MG_OK || code != 235) {
+		mg_result_set(r, MG_R_TEMP, code, "4.7.8", ss->remote,
+		    "login as %s refused by %s: %d %s", ss->p->auth_user,
+		    ss->remote, code, text);
+		return MG_EAUTH;
+	}
+	return MG_OK;
+}
+
 enum mg_err
 smtp_open(const struct smtp_params *p, const char *mxname,
     const struct sockaddr *sa, socklen_t salen, struct smtp_session **out,
@@ -352,7 +387,23 @@ smtp_open(const struct smtp_params *p, const char *mxname,
 		e = MG_ETEMP;
 		goto fail;
 	}
-	if ((ss->s = mg_stream_fd(ss->fd, 0)) == NULL) {
+	if (p->implicit_tls) {
+		struct tls_client_params	tp;
+		char				err[512];
+
+		memset(&tp, 0, sizeof(tp));
+		tp.servername = mxname;
+		tp.verify = p->tls_policy == TLS_POLICY_VERIFY;
+		tp.cafile = p->cafile;
+		tp.timeout_ms = p->command_timeout_ms;
+		tp.info = ss->tlsinfo;
+		tp.infolen = sizeof(ss->tlsinfo);
+		if ((e = tls_client(ss->fd, &tp, &ss->s, err, sizeof(err)))) {
+			mg_result_set(r, MG_R_TEMP, 0, "4.7.5", ss->remote,
+			    "%s", err);
+			goto fail;
+		}
+	} else if ((ss->s = mg_stream_fd(ss->fd, 0)) == NULL) {
 		e = MG_ENOMEM;
 		goto fail;
 	}
@@ -372,7 +423,7 @@ smtp_open(const struct smtp_params *p, const char *mxname,
 	}
 	if ((e = ehlo(ss, r)) != MG_OK)
 		goto fail;
-	if (p->tls_policy != TLS_POLICY_NONE) {
+	if (p->tls_policy != TLS_POLICY_NONE && !p->implicit_tls) {
 		if (ss->ext & SMTP_EXT_STARTTLS) {
 			e = starttls(ss, r);
 			if (e != MG_OK && p->tls_policy == TLS_POLICY_MAY) {
@@ -400,6 +451,8 @@ smtp_open(const struct smtp_params *p, const char *mxname,
 			goto fail;
 		}
 	}
+	if (p->auth_user && (e = auth(ss, r)) != MG_OK)
+		goto fail;
 	ss->usable = 1;
 	*out = ss;
 	return MG_OK;

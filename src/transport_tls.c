@@ -5,6 +5,7 @@
  * I/O waits with poll(2) for at most the stream's timeout, so a peer
  * that stops mid-record costs a deadline, not a hang.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -132,9 +133,21 @@ tls_client(int fd, const struct tls_client_params *p,
 	if ((t->ssl = SSL_new(t->ctx)) == NULL || !SSL_set_fd(t->ssl, fd))
 		goto ssl_fail;
 	if (p->servername && p->servername[0] != '[') {
-		SSL_set_tlsext_host_name(t->ssl, p->servername);
-		if (p->verify && !SSL_set1_host(t->ssl, p->servername))
-			goto ssl_fail;
+		struct in6_addr	a6;
+		struct in_addr	a4;
+
+		if (inet_pton(AF_INET, p->servername, &a4) == 1 ||
+		    inet_pton(AF_INET6, p->servername, &a6) == 1) {
+			/* An address: check the certificate's IP names. */
+			if (p->verify && !X509_VERIFY_PARAM_set1_ip_asc(
+			    SSL_get0_param(t->ssl), p->servername))
+				goto ssl_fail;
+		} else {
+			SSL_set_tlsext_host_name(t->ssl, p->servername);
+			if (p->verify && !SSL_set1_host(t->ssl,
+			    p->servername))
+				goto ssl_fail;
+		}
 	}
 	for (;;) {
 		ERR_clear_error();

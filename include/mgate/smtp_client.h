@@ -39,6 +39,9 @@ struct smtp_params {
 	int		 connect_timeout_ms;
 	int		 command_timeout_ms;	/* RFC 5321 4.5.3.2: 5 min */
 	int		 data_timeout_ms;	/* final dot: 10 min */
+	int		 implicit_tls;	/* TLS from the first byte (port 465) */
+	const char	*auth_user;	/* AUTH PLAIN after TLS, if set */
+	const char	*auth_pass;
 };
 
 struct smtp_session;
