@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -127,6 +128,12 @@ open_db(struct spool *sp, DB **dbp, const char *name)
 	return r;
 }
 
+static int
+spool_isalive(DB_ENV *env, pid_t pid, db_threadid_t tid, u_int32_t flags)
+{
+	return kill(pid, 0) == 0 || errno == EPERM;
+}
+
 static void
 db_errcall(const DB_ENV *env, const char *pfx, const char *msg)
 {
@@ -139,7 +146,8 @@ spool_db_open(struct spool *sp, char *errbuf, size_t errlen)
 	char	path[4096];
 	int	r;
 	u_int32_t flags = DB_CREATE | DB_INIT_LOCK | DB_INIT_LOG |
-	    DB_INIT_MPOOL | DB_INIT_TXN | DB_REGISTER | DB_RECOVER;
+	    DB_INIT_MPOOL | DB_INIT_TXN | DB_REGISTER | DB_RECOVER |
+	    DB_FAILCHK;
 
 	if (mg_path(path, sizeof(path), "%s/db", sp->dir) != MG_OK) {
 		snprintf(errbuf, errlen, "%s: path too long", sp->dir);
@@ -150,10 +158,25 @@ spool_db_open(struct spool *sp, char *errbuf, size_t errlen)
 	sp->env->set_errcall(sp->env, db_errcall);
 	/* Small mail records: a 2 MB cache is plenty and keeps RSS low. */
 	sp->env->set_cachesize(sp->env, 0, 2 * 1024 * 1024, 1);
+	/*
+	 * Touch and write the shared regions at creation: on a full disk
+	 * the open fails with ENOSPC instead of a SIGBUS later.
+	 */
+	sp->env->set_flags(sp->env, DB_REGION_INIT, 1);
+	/*
+	 * A process killed with a lock held must not stall the others:
+	 * lock waits time out, and failchk (with is_alive) finds dead
+	 * holders so that the environment can be recovered.
+	 */
+	sp->env->set_thread_count(sp->env, 256);
+	sp->env->set_isalive(sp->env, spool_isalive);
+	sp->env->set_timeout(sp->env, 5 * 1000000, DB_SET_LOCK_TIMEOUT);
 	sp->env->set_lk_detect(sp->env, DB_LOCK_DEFAULT);
 	/* A whole imported bundle commits in one transaction. */
-	sp->env->set_lk_max_locks(sp->env, 200000);
-	sp->env->set_lk_max_objects(sp->env, 200000);
+	sp->env->set_lk_max_locks(sp->env, 20000);
+	sp->env->set_lk_max_objects(sp->env, 20000);
+	/* Small log files: a spool may live on a small card. */
+	sp->env->set_lg_max(sp->env, 1024 * 1024);
 	sp->env->log_set_config(sp->env, DB_LOG_AUTO_REMOVE, 1);
 	if ((r = sp->env->open(sp->env, path, flags, 0600)) != 0)
 		goto fail;
@@ -294,6 +317,18 @@ retry:
 		}
 		if (r != DB_LOCK_DEADLOCK && r != DB_LOCK_NOTGRANTED)
 			return db_err(r);
+		/*
+		 * A lock that stays held may belong to a process that died:
+		 * failchk frees what it can and says when only recovery can
+		 * help; then reopening (DB_REGISTER) runs that recovery.
+		 */
+		if (r == DB_LOCK_NOTGRANTED && sp->env &&
+		    sp->env->failchk(sp->env, 0) == DB_RUNRECOVERY &&
+		    !reopened) {
+			spool_db_close(sp);
+			reopened = 1;
+			continue;
+		}
 		usleep(1000 * (tries + 1));
 	}
 	return MG_ETEMP;
