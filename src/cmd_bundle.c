@@ -67,23 +67,6 @@ cmd_keygen(struct cmd_ctx *ctx, int argc, char **argv)
 	return EX_OK;
 }
 
-static const struct mg_peer *
-pick_peer(struct cmd_ctx *ctx, const struct mg_config *cfg,
-    const char *name)
-{
-	const struct mg_peer *p;
-
-	if (name == NULL)
-		name = cfg->default_peer;
-	if (name == NULL) {
-		cmd_die_msg(ctx, "%s: no peer named: use --peer NAME or set "
-		    "default_peer", cfg->path);
-		return NULL;
-	}
-	if ((p = mg_config_peer(cfg, name)) == NULL)
-		cmd_die_msg(ctx, "%s: no [peer %s] section", cfg->path, name);
-	return p;
-}
 
 /* Copy src to dst durably (tmp, fsync, rename, fsync dir). */
 static enum mg_err
@@ -168,7 +151,7 @@ cmd_export(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	if ((cfg = cmd_load_config(ctx)) == NULL)
 		return EX_CONFIG;
-	if ((peer = pick_peer(ctx, cfg, pname)) == NULL) {
+	if ((peer = cmd_pick_peer(ctx, cfg, pname)) == NULL) {
 		rc = EX_CONFIG;
 		goto out;
 	}

@@ -60,20 +60,6 @@ now_s(void)
 	return tv.tv_sec + tv.tv_usec / 1e6;
 }
 
-static const struct mg_peer *
-sync_peer(struct cmd_ctx *ctx, const struct mg_config *cfg, const char *n)
-{
-	const struct mg_peer *p;
-
-	if (n == NULL && (n = cfg->default_peer) == NULL) {
-		cmd_die_msg(ctx, "%s: which peer? use --peer NAME or set "
-		    "default_peer", cfg->path);
-		return NULL;
-	}
-	if ((p = mg_config_peer(cfg, n)) == NULL)
-		cmd_die_msg(ctx, "%s: no [peer %s] section", cfg->path, n);
-	return p;
-}
 
 /* transport = smarthost: relay the queue message by message. */
 static int
@@ -152,7 +138,7 @@ cmd_sync(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	if ((cfg = cmd_load_config(ctx)) == NULL)
 		return EX_CONFIG;
-	if ((peer = sync_peer(ctx, cfg, pname)) == NULL) {
+	if ((peer = cmd_pick_peer(ctx, cfg, pname)) == NULL) {
 		rc = EX_CONFIG;
 		goto out;
 	}

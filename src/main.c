@@ -74,6 +74,22 @@ cmd_load_config(const struct cmd_ctx *ctx)
 	return cfg;
 }
 
+const struct mg_peer *
+cmd_pick_peer(const struct cmd_ctx *ctx, const struct mg_config *cfg,
+    const char *name)
+{
+	const struct mg_peer *p;
+
+	if (name == NULL && (name = cfg->default_peer) == NULL) {
+		cmd_die_msg(ctx, "%s: which peer? use --peer NAME or set "
+		    "default_peer", cfg->path);
+		return NULL;
+	}
+	if ((p = mg_config_peer(cfg, name)) == NULL)
+		cmd_die_msg(ctx, "%s: no [peer %s] section", cfg->path, name);
+	return p;
+}
+
 static void
 usage(FILE *fp)
 {

@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,6 +27,7 @@
 
 #include "mgate/log.h"
 #include "mgate/maildrop.h"
+#include "mgate/net.h"
 #include "mgate/smtp_client.h"
 #include "mgate/stream.h"
 #include "mgate/transport_tls.h"
@@ -220,40 +220,6 @@ cmd(struct smtp_session *ss, int timeout_ms, int *code, char *text,
 	return smtp_reply_read(ss->s, code, text, textlen, status, slen, ext);
 }
 
-static int
-tcp_connect(const struct sockaddr *sa, socklen_t len, int timeout_ms)
-{
-	struct pollfd	pfd;
-	int		fd, r, soerr = 0, one = 1;
-	socklen_t	sl = sizeof(soerr);
-
-	if ((fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return -1;
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-	r = connect(fd, sa, len);
-	if (r < 0 && errno == EINPROGRESS) {
-		pfd.fd = fd;
-		pfd.events = POLLOUT;
-		if ((r = poll(&pfd, 1, timeout_ms)) == 0) {
-			errno = ETIMEDOUT;
-			r = -1;
-		} else if (r > 0) {
-			getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-			errno = soerr;
-			r = soerr ? -1 : 0;
-		}
-	}
-	if (r < 0) {
-		int saved = errno;
-
-		close(fd);
-		errno = saved;
-		return -1;
-	}
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return fd;
-}
 
 static enum mg_err
 ehlo(struct smtp_session *ss, struct mg_result *r)
@@ -381,7 +347,7 @@ smtp_open(const struct smtp_params *p, const char *mxname,
 		    &((const struct sockaddr_in6 *)sa)->sin6_addr, addr,
 		    sizeof(addr));
 	snprintf(ss->remote, sizeof(ss->remote), "%s[%s]", mxname, addr);
-	if ((ss->fd = tcp_connect(sa, salen, p->connect_timeout_ms)) < 0) {
+	if ((ss->fd = net_connect_addr(sa, salen, p->connect_timeout_ms)) < 0) {
 		mg_result_set(r, MG_R_TEMP, 0, "4.4.1", ss->remote,
 		    "connect to %s: %s", ss->remote, strerror(errno));
 		e = MG_ETEMP;

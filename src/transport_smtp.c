@@ -7,9 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +18,7 @@
 
 #include <openssl/evp.h>
 
+#include "mgate/net.h"
 #include "mgate/smtp_client.h"
 #include "mgate/stream.h"
 #include "mgate/transport_smtp.h"
@@ -30,56 +29,6 @@ struct smtp_sync_conn {
 	struct mg_stream	*s;
 };
 
-static int
-connect_to(const char *host, unsigned port, int timeout_ms, char *err,
-    size_t errlen)
-{
-	struct addrinfo	 hints, *res = NULL, *ai;
-	char		 svc[16];
-	int		 fd = -1, r, soerr;
-	socklen_t	 sl;
-	struct pollfd	 pfd;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	snprintf(svc, sizeof(svc), "%u", port);
-	if ((r = getaddrinfo(host, svc, &hints, &res)) != 0) {
-		snprintf(err, errlen, "cannot resolve %s: %s", host,
-		    gai_strerror(r));
-		return -1;
-	}
-	for (ai = res; ai; ai = ai->ai_next) {
-		if ((fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-		    0)) < 0)
-			continue;
-		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-		r = connect(fd, ai->ai_addr, ai->ai_addrlen);
-		if (r < 0 && errno == EINPROGRESS) {
-			pfd.fd = fd;
-			pfd.events = POLLOUT;
-			if ((r = poll(&pfd, 1, timeout_ms)) == 0) {
-				errno = ETIMEDOUT;
-				r = -1;
-			} else if (r > 0) {
-				sl = sizeof(soerr);
-				getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr,
-				    &sl);
-				errno = soerr;
-				r = soerr ? -1 : 0;
-			}
-		}
-		if (r == 0) {
-			fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-			break;
-		}
-		snprintf(err, errlen, "cannot connect to %s port %u: %s",
-		    host, port, strerror(errno));
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	return fd;
-}
 
 static enum mg_err
 expect(struct mg_stream *s, int want, const char *what, char *err,
@@ -156,7 +105,7 @@ smtp_sync_connect(const struct mg_peer *p, const char *login,
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return MG_ENOMEM;
 	c->fd = -1;
-	if ((c->fd = connect_to(p->host, p->port ? (unsigned)p->port : 587,
+	if ((c->fd = net_connect(p->host, p->port ? (unsigned)p->port : 587,
 	    (int)p->connect_timeout * 1000, err, errlen)) < 0) {
 		e = MG_ETEMP;
 		goto fail;

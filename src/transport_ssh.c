@@ -16,7 +16,6 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,6 +28,7 @@
 #include <openssl/evp.h>
 
 #include "mgate/log.h"
+#include "mgate/net.h"
 #include "mgate/stream.h"
 #include "mgate/transport_ssh.h"
 
@@ -81,59 +81,6 @@ cb_recv(libssh2_socket_t fd, void *p, size_t n, int flags,
 	return r < 0 ? -errno : r;
 }
 
-static int
-tcp_connect(const char *host, unsigned port, int timeout_ms, char *err,
-    size_t errlen)
-{
-	struct addrinfo	 hints, *res = NULL, *ai;
-	char		 svc[16];
-	int		 fd = -1, r, soerr, one = 1;
-	socklen_t	 sl;
-	struct pollfd	 pfd;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	snprintf(svc, sizeof(svc), "%u", port);
-	if ((r = getaddrinfo(host, svc, &hints, &res)) != 0) {
-		serr(err, errlen, MG_ETEMP, "cannot resolve %s: %s", host,
-		    gai_strerror(r));
-		return -1;
-	}
-	for (ai = res; ai; ai = ai->ai_next) {
-		if ((fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-		    ai->ai_protocol)) < 0)
-			continue;
-		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-		r = connect(fd, ai->ai_addr, ai->ai_addrlen);
-		if (r < 0 && errno == EINPROGRESS) {
-			pfd.fd = fd;
-			pfd.events = POLLOUT;
-			r = poll(&pfd, 1, timeout_ms);
-			if (r == 0) {
-				errno = ETIMEDOUT;
-				r = -1;
-			} else if (r > 0) {
-				sl = sizeof(soerr);
-				getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr,
-				    &sl);
-				errno = soerr;
-				r = soerr ? -1 : 0;
-			}
-		}
-		if (r == 0) {
-			fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
-			    sizeof(one));
-			break;
-		}
-		serr(err, errlen, MG_ETEMP, "cannot connect to %s port %u: "
-		    "%s", host, port, strerror(errno));
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	return fd;
-}
 
 static const char *
 kh_type_method(int typemask)
@@ -381,7 +328,7 @@ ssh_connect(const struct ssh_params *p, struct ssh_conn **out, char *err,
 		    "supported by libssh2", name, pref);
 		goto fail;
 	}
-	if ((c->sock = tcp_connect(p->host, port, p->connect_timeout_ms, err,
+	if ((c->sock = net_connect(p->host, port, p->connect_timeout_ms, err,
 	    errlen)) < 0) {
 		e = MG_ETEMP;
 		goto fail;

@@ -18,6 +18,9 @@ struct cmd_ctx {
 
 /* Load the configuration or print why not; returns NULL on failure. */
 struct mg_config *cmd_load_config(const struct cmd_ctx *);
+/* The peer named, or default_peer; NULL after saying why. */
+const struct mg_peer *cmd_pick_peer(const struct cmd_ctx *,
+	    const struct mg_config *, const char *name);
 /* Print "progname: message" to stderr. */
 void	cmd_die_msg(const struct cmd_ctx *, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));
