@@ -560,7 +560,7 @@ mg_config_parse(const char *name, const char *text, size_t len,
     struct mg_config **out, char *errbuf, size_t errlen)
 {
 	struct parser	 p;
-	char		 line[CONF_LINE_MAX + 1];
+	char		 line[CONF_LINE_MAX + 2];	/* + CR, NUL */
 	size_t		 off = 0, n;
 	const char	*nl;
 	enum mg_err	 e;
@@ -581,7 +581,9 @@ mg_config_parse(const char *name, const char *text, size_t len,
 		p.line++;
 		nl = memchr(text + off, '\n', len - off);
 		n = nl ? (size_t)(nl - (text + off)) : len - off;
-		if (n > CONF_LINE_MAX) {
+		/* The limit is on the line, not on its CRLF ending. */
+		if (n > CONF_LINE_MAX && !(n == CONF_LINE_MAX + 1 &&
+		    text[off + n - 1] == '\r')) {
 			e = perr(&p, "line longer than %d bytes", CONF_LINE_MAX);
 			goto fail;
 		}

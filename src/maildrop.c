@@ -129,6 +129,8 @@ maildrop_put_envelope(struct maildrop_writer *w,
 	enum mg_err	e = MG_OK;
 
 	/* The reader refuses fields over FIELD_MAX: never write one. */
+	if (env->sender == NULL)
+		return MG_EDATA;
 	if (strlen(env->sender) > FIELD_MAX || (env->user &&
 	    strlen(env->user) > FIELD_MAX) || (env->envid &&
 	    strlen(env->envid) > FIELD_MAX))

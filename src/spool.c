@@ -194,8 +194,8 @@ fail:
 	return r == ENOSPC ? MG_ENOSPC : r == EACCES ? MG_ENOPERM : MG_ETEMP;
 }
 
-/* The spool this process has open, shared by further opens of it. */
-static struct spool *open_spool;
+/* The spools this process has open, shared by further opens of each. */
+static struct spool *open_spools;
 
 enum mg_err
 spool_open(const char *dir, int flags, struct spool **out, char *errbuf,
@@ -213,12 +213,14 @@ spool_open(const char *dir, int flags, struct spool **out, char *errbuf,
 	 * Berkeley DB allows one DB_REGISTER handle per process: a second
 	 * open in the same process shares the first (never across fork).
 	 */
-	if (open_spool && open_spool->pid == getpid() &&
-	    strcmp(open_spool->dir, dir) == 0 && open_spool->env) {
-		open_spool->refs++;
-		*out = open_spool;
-		return MG_OK;
-	}
+	if (stat(dir, &st) == 0)
+		for (sp = open_spools; sp; sp = sp->next)
+			if (sp->pid == getpid() && sp->dev == st.st_dev &&
+			    sp->ino == st.st_ino && sp->env) {
+				sp->refs++;
+				*out = sp;
+				return MG_OK;
+			}
 	if ((sp = calloc(1, sizeof(*sp))) == NULL) {
 		snprintf(errbuf, errlen, "out of memory");
 		return MG_ENOMEM;
@@ -251,8 +253,15 @@ spool_open(const char *dir, int flags, struct spool **out, char *errbuf,
 	}
 	if ((e = spool_db_open(sp, errbuf, errlen)) != MG_OK)
 		goto fail;
-	if (open_spool == NULL || open_spool->pid != getpid())
-		open_spool = sp;
+	if (stat(dir, &st) == 0) {
+		sp->dev = st.st_dev;
+		sp->ino = st.st_ino;
+	}
+	/* A child of fork() must not reuse its parent's handles. */
+	if (open_spools && open_spools->pid != getpid())
+		open_spools = NULL;
+	sp->next = open_spools;
+	open_spools = sp;
 	*out = sp;
 	return MG_OK;
 fail:
@@ -265,8 +274,11 @@ spool_close(struct spool *sp)
 {
 	if (sp == NULL || --sp->refs > 0)
 		return;
-	if (open_spool == sp)
-		open_spool = NULL;
+	for (struct spool **pp = &open_spools; *pp; pp = &(*pp)->next)
+		if (*pp == sp) {
+			*pp = sp->next;
+			break;
+		}
 	/* Checkpoint when the log has grown, not on every read-only run. */
 	if (sp->env)
 		sp->env->txn_checkpoint(sp->env, 256, 1, 0);

@@ -21,6 +21,9 @@ struct spool {
 	char	 dir[4096];
 	int	 refs;		/* opens in this process share one handle */
 	pid_t	 pid;
+	dev_t	 dev;		/* the directory, whatever path named it */
+	ino_t	 ino;
+	struct spool *next;	/* this process's open spools */
 	DB_ENV	*env;
 	DB	*msg;		/* QID -> envelope */
 	DB	*rcpt;		/* QID + be32 index -> recipient and state */
