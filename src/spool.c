@@ -141,7 +141,8 @@ db_errcall(const DB_ENV *env, const char *pfx, const char *msg)
 }
 
 static enum mg_err
-spool_db_open(struct spool *sp, char *errbuf, size_t errlen)
+spool_db_open_mode(struct spool *sp, int failchk, char *errbuf,
+    size_t errlen)
 {
 	char	path[4096];
 	int	r;
@@ -168,8 +169,11 @@ spool_db_open(struct spool *sp, char *errbuf, size_t errlen)
 	 * lock waits time out, and failchk (with is_alive) finds dead
 	 * holders so that the environment can be recovered.
 	 */
-	sp->env->set_thread_count(sp->env, 256);
-	sp->env->set_isalive(sp->env, spool_isalive);
+	if (failchk) {
+		sp->env->set_thread_count(sp->env, 256);
+		sp->env->set_isalive(sp->env, spool_isalive);
+	} else
+		flags &= ~(u_int32_t)DB_FAILCHK;
 	sp->env->set_timeout(sp->env, 5 * 1000000, DB_SET_LOCK_TIMEOUT);
 	sp->env->set_lk_detect(sp->env, DB_LOCK_DEFAULT);
 	/* A whole imported bundle commits in one transaction. */
@@ -196,6 +200,22 @@ fail:
 
 /* The spools this process has open, shared by further opens of each. */
 static struct spool *open_spools;
+
+static enum mg_err
+spool_db_open(struct spool *sp, char *errbuf, size_t errlen)
+{
+	enum mg_err e;
+
+	/*
+	 * An environment created before dead-process checking existed has
+	 * no thread table and refuses one (EINVAL): open it as it is; the
+	 * next recovery recreates it with the table.
+	 */
+	if ((e = spool_db_open_mode(sp, 1, errbuf, errlen)) == MG_ETEMP &&
+	    strstr(errbuf, "Invalid argument") != NULL)
+		e = spool_db_open_mode(sp, 0, errbuf, errlen);
+	return e;
+}
 
 enum mg_err
 spool_open(const char *dir, int flags, struct spool **out, char *errbuf,

@@ -230,6 +230,7 @@ send_bundle_data(struct sync_ctx *x, const char *id, uint64_t off,
 		}
 		off += (uint64_t)n;
 		*sent += (uint64_t)n;
+		x->st.up_bytes += (uint64_t)n;
 		progress(x, *sent, total, t0);
 	}
 	close(fd);
@@ -347,7 +348,6 @@ send_phase(struct sync_ctx *x)
 		e = link_err(x, "sending data");
 		goto out;
 	}
-	x->st.up_bytes += sent;
 	if (x->progress && total)
 		fputc('\n', stderr);
 	/* Acknowledgements, one per bundle sent, after the peer commits. */
@@ -591,18 +591,31 @@ recv_phase(struct sync_ctx *x)
 	for (;;) {
 		struct incoming	*cur = NULL;
 		char		 id[33];
+		unsigned char	 dh[ENTRY_LEN];
+		size_t		 flen;
+		uint64_t	 left;
 
-		if ((e = recv_frame(x, &type, &b, "receiving data")) != MG_OK)
+		if ((e = mg_stream_get_field_hdr(x->s, &type, &flen,
+		    FRAME_MAX)) != MG_OK) {
+			e = e == MG_ELIMIT ? xerr(x, MG_EPROTO, "%s sent a "
+			    "frame larger than %d bytes", x->pk->peer->name,
+			    FRAME_MAX) : link_err(x, "receiving data");
 			goto out;
-		if (type == F_FIN)
+		}
+		if (type == F_FIN && flen == 0)
 			break;
-		if ((type != F_DATA && type != F_END) || b.len < 32 ||
-		    (type == F_DATA && b.len < ENTRY_LEN)) {
+		if ((type != F_DATA || flen < ENTRY_LEN) &&
+		    (type != F_END || flen != 32)) {
 			e = xerr(x, MG_EPROTO, "unexpected frame from %s",
 			    x->pk->peer->name);
 			goto out;
 		}
-		memcpy(id, b.data, 32);
+		if (mg_stream_read_full(x->s, dh, type == F_DATA ? ENTRY_LEN :
+		    32, NULL) != MG_OK) {
+			e = link_err(x, "receiving data");
+			goto out;
+		}
+		memcpy(id, dh, 32);
 		id[32] = '\0';
 		for (size_t i = 0; i < n; i++)
 			if (strcmp(in[i].id, id) == 0 && !in[i].done)
@@ -617,20 +630,40 @@ recv_phase(struct sync_ctx *x)
 				goto out;
 			continue;
 		}
-		if (mg_get_be64(b.data + 32) != cur->have ||
-		    b.len - ENTRY_LEN > cur->size - cur->have) {
+		left = flen - ENTRY_LEN;
+		if (mg_get_be64(dh + 32) != cur->have ||
+		    left > cur->size - cur->have) {
 			e = xerr(x, MG_EPROTO, "%s sent data for bundle %s at "
 			    "the wrong offset", x->pk->peer->name, id);
 			goto out;
 		}
-		if ((e = mg_write_all(cur->fd, b.data + ENTRY_LEN,
-		    b.len - ENTRY_LEN)) != MG_OK) {
-			e = xerr(x, e, "writing bundle %s: %s", id,
-			    strerror(errno));
+		/*
+		 * Store the data as it arrives, not frame by frame: on a
+		 * slow link a cut then costs only what was in flight.
+		 */
+		if (mg_buf_reserve(&b, DATA_PIECE) != MG_OK) {
+			e = MG_ENOMEM;
 			goto out;
 		}
-		cur->have += b.len - ENTRY_LEN;
-		x->st.down_bytes += b.len - ENTRY_LEN;
+		while (left > 0) {
+			ssize_t got;
+
+			got = mg_stream_read(x->s, b.data, left < DATA_PIECE ?
+			    (size_t)left : DATA_PIECE);
+			if (got <= 0) {
+				e = link_err(x, "receiving data");
+				goto out;
+			}
+			if ((e = mg_write_all(cur->fd, b.data, (size_t)got)) !=
+			    MG_OK) {
+				e = xerr(x, e, "writing bundle %s: %s", id,
+				    strerror(errno));
+				goto out;
+			}
+			cur->have += (uint64_t)got;
+			left -= (uint64_t)got;
+			x->st.down_bytes += (uint64_t)got;
+		}
 	}
 out:
 	for (size_t i = 0; in && i < n; i++)

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libssh2.h>
@@ -233,13 +234,44 @@ drain_stderr(struct ssh_conn *c)
 	libssh2_session_set_blocking(c->session, 1);
 }
 
+static double
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+/*
+ * libssh2 1.10's blocking calls give up when a keepalive falls due, as
+ * "timed out waiting on socket", whatever the session timeout says.
+ * So a timeout is ours to judge: send the keepalive and go on waiting
+ * until the stream's own deadline has passed with no progress.
+ */
+static int
+keep_waiting(struct ssh_conn *c, ssize_t r, double start, int timeout_ms)
+{
+	int next;
+
+	if (r != LIBSSH2_ERROR_TIMEOUT && r != LIBSSH2_ERROR_EAGAIN)
+		return 0;
+	if (timeout_ms >= 0 && now_ms() - start >= timeout_ms)
+		return 0;
+	libssh2_keepalive_send(c->session, &next);
+	return 1;
+}
+
 static ssize_t
 ch_read(void *ctx, void *p, size_t n, int timeout_ms, enum mg_err *err)
 {
 	struct ssh_conn	*c = ctx;
+	double		 start = now_ms();
 	ssize_t		 r;
 
-	r = libssh2_channel_read(c->channel, p, n);
+	do
+		r = libssh2_channel_read(c->channel, p, n);
+	while (r < 0 && keep_waiting(c, r, start, timeout_ms));
 	if (r >= 0) {
 		if (r == 0 || libssh2_channel_eof(c->channel))
 			drain_stderr(c);
@@ -255,9 +287,12 @@ ch_write(void *ctx, const void *p, size_t n, int timeout_ms,
     enum mg_err *err)
 {
 	struct ssh_conn	*c = ctx;
+	double		 start = now_ms();
 	ssize_t		 r;
 
-	r = libssh2_channel_write(c->channel, p, n);
+	do
+		r = libssh2_channel_write(c->channel, p, n);
+	while (r < 0 && keep_waiting(c, r, start, timeout_ms));
 	if (r >= 0)
 		return r;
 	*err = MG_ETEMP;
