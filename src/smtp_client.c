@@ -185,6 +185,17 @@ smtp_reply_read(struct mg_stream *s, int *code, char *text, size_t textlen,
 	return MG_EPROTO;
 }
 
+/* Why a read or write failed, in words for the result text. */
+static const char *
+io_why(enum mg_err e)
+{
+	if (errno == ETIMEDOUT)
+		return "timed out waiting for the server";
+	if (e == MG_EPROTO)
+		return "malformed reply";
+	return "connection closed or reset";
+}
+
 static void
 default_status(int code, char *status, size_t len)
 {
@@ -240,7 +251,8 @@ ehlo(struct smtp_session *ss, struct mg_result *r)
 	}
 	if (e != MG_OK) {
 		mg_result_set(r, MG_R_TEMP, 0, "4.4.2", ss->remote, "lost "
-		    "connection with %s during EHLO", ss->remote);
+		    "connection with %s during EHLO (%s)", ss->remote,
+		    io_why(e));
 		return MG_ETEMP;
 	}
 	if (code / 100 != 2) {
@@ -377,7 +389,7 @@ smtp_open(const struct smtp_params *p, const char *mxname,
 	if ((e = smtp_reply_read(ss->s, &code, text, sizeof(text), st,
 	    sizeof(st), NULL)) != MG_OK) {
 		mg_result_set(r, MG_R_TEMP, 0, "4.4.2", ss->remote,
-		    "no greeting from %s (%s)", ss->remote, mg_strerror(e));
+		    "no greeting from %s (%s)", ss->remote, io_why(e));
 		goto fail;
 	}
 	if (code != 220) {
@@ -492,7 +504,8 @@ dot_put(struct dotenc *d, const unsigned char *p, size_t len)
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = p[i];
 
-		if (d->n > 65536)
+		/* Room for the most one byte can become: CRLF + "..". */
+		if (d->n + 4 > sizeof(d->buf))
 			dot_flush(d);
 		if (d->cr) {
 			d->cr = 0;
@@ -522,6 +535,8 @@ dot_put(struct dotenc *d, const unsigned char *p, size_t len)
 static void
 dot_end(struct dotenc *d)
 {
+	if (d->n + 5 > sizeof(d->buf))
+		dot_flush(d);
 	if (d->cr || !d->bol) {
 		d->buf[d->n++] = '\r';
 		d->buf[d->n++] = '\n';
@@ -757,8 +772,7 @@ lost:
 		if (res[i].cls == MG_R_NONE || rok[i])
 			mg_result_set(&res[i], MG_R_TEMP, 0, "4.4.2",
 			    ss->remote, "lost connection with %s (%s)",
-			    ss->remote, mg_strerror(e == MG_OK ? MG_ETEMP :
-			    e));
+			    ss->remote, io_why(e));
 lost_quiet:
 	ss->usable = 0;
 	e = MG_ETEMP;
