@@ -11,6 +11,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <sysexits.h>
 #include <time.h>
@@ -33,6 +35,28 @@ on_signal(int sig)
 		stop = 1;
 }
 
+static int
+daemon_lock(const char *spool)
+{
+	char	path[4200];
+	int	fd;
+
+	snprintf(path, sizeof(path), "%s/daemon.lock", spool);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+	    0600)) < 0)
+		return -1;
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		return fd;
+	mg_info("daemon: another queue runner (or its workers) is busy; "
+	    "waiting for it");
+	while (flock(fd, LOCK_EX) < 0)
+		if (errno != EINTR) {
+			close(fd);
+			return -1;
+		}
+	return fd;
+}
+
 int
 cmd_daemon(struct cmd_ctx *ctx, int argc, char **argv)
 {
@@ -45,6 +69,7 @@ cmd_daemon(struct cmd_ctx *ctx, int argc, char **argv)
 	enum mg_err		 e;
 	int			 once = 0, rc = EX_OK;
 	pid_t			 listener = -1;
+	int			 lock = -1;
 
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--once") == 0)
@@ -64,6 +89,17 @@ cmd_daemon(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	spool_close(sp);
 	sp = NULL;
+	/*
+	 * One queue runner at a time (two would send every message
+	 * twice).  The lock passes to the workers by fork, so even a
+	 * killed runner's orphaned workers hold it until they finish.
+	 */
+	if ((lock = daemon_lock(cfg->spool_directory)) < 0) {
+		cmd_die_msg(ctx, "%s/daemon.lock: %s", cfg->spool_directory,
+		    strerror(errno));
+		rc = EX_TEMPFAIL;
+		goto out;
+	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
@@ -124,6 +160,8 @@ cmd_daemon(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	mg_info("daemon: stopped");
 out:
+	if (lock >= 0)
+		close(lock);
 	spool_close(sp);
 	mg_config_free(cfg);
 	return rc;

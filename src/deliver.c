@@ -14,7 +14,7 @@
  *   loop, policy                 and diagnostic; the site writes the DSN)
  * A kill between an MX's 250 and our commit makes the next run send the
  * message again: that window is the only way to a duplicate, as in any
- * MTA, and the retry is logged as such by the attempt count.
+ * MTA.  (The repeat is not yet marked as such in the log.)
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -368,7 +368,8 @@ worker(const struct mg_config *cfg, struct job *jobs, size_t n,
 		}
 outcome:
 		for (size_t i = 0; i < k; i++)
-			count(&st, record(sp, cfg, &m, idx[i], &res[i], now));
+			count(&st, record(sp, cfg, &m, idx[i], &res[i],
+			    time(NULL)));
 		spool_msg_free(&m);
 	}
 out:

@@ -6,6 +6,7 @@
  * argument names the command.  Commands return sysexits(3) codes.
  */
 #include <libgen.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,8 @@ main(int argc, char **argv)
 
 	if (argc < 1)
 		return EX_USAGE;
+	/* A peer that goes away is an error to report, not a signal. */
+	signal(SIGPIPE, SIG_IGN);
 	if ((copy = strdup(argv[0])) == NULL)
 		return EX_OSERR;
 	base = basename(copy);

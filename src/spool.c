@@ -3,12 +3,13 @@
  *
  * Berkeley DB 5.3 with DB_INIT_TXN and synchronous commits: a commit
  * that returned is on disk (kill -9 trials lost nothing; NOSYNC modes
- * lose acknowledged commits, so they are never used).  DB_REGISTER with
- * DB_RECOVER makes the first process after a crash run recovery; other
- * processes then see DB_RUNRECOVERY, close and reopen.  Three btrees:
+ * lose acknowledged commits, so they are never used).  A process that
+ * opens the environment alone runs recovery (see spool_db_open); lock
+ * waits time out and failchk finds killed lock holders.  Five btrees:
  *   msg   QID -> envelope fields
  *   rcpt  QID + be32 index -> recipient fields and state
  *   seen  "kind:id" -> u64 time (bundle IDs and the like)
+ *   bundle, outbox: see spool_bundle.c
  * Values use the tag+length fields of buf.h, so a record written by one
  * version is read field by field, unknown tags skipped.
  */
@@ -114,6 +115,9 @@ spool_db_close(struct spool *sp)
 		sp->env->close(sp->env, 0);
 	sp->msg = sp->rcpt = sp->seen = sp->bundle = sp->outbox = NULL;
 	sp->env = NULL;
+	if (sp->users_fd >= 0)
+		close(sp->users_fd);
+	sp->users_fd = -1;
 }
 
 static int
@@ -140,23 +144,87 @@ db_errcall(const DB_ENV *env, const char *pfx, const char *msg)
 	mg_warn("spool database: %s", msg);
 }
 
+/*
+ * Who recovers the environment, and when.  Every process that uses it
+ * holds a shared flock on db/users; a process that can take it
+ * exclusively is alone, and only then opens with DB_RECOVER, which
+ * rebuilds the regions and rolls the log forward, whatever a killed
+ * process left (a held mutex included).  db/gate serialises the opens,
+ * so the exclusive test and the switch to shared cannot race.  A
+ * process joining others opens without recovery; if failchk then says
+ * a dead process left the environment unusable, it says so and the
+ * last process out makes room for the next one to recover.
+ */
+static void
+on_open_alarm(int sig)
+{
+	static const char m[] = "mgate: the queue database did not open "
+	    "within 60 s (a killed process may hold it); try again\n";
+
+	(void)sig;
+	(void)!write(2, m, sizeof(m) - 1);
+	_exit(75);
+}
+
+static int
+lock_file(const char *dir, const char *name, int how)
+{
+	char	path[4200];
+	int	fd;
+
+	if (mg_path(path, sizeof(path), "%s/%s", dir, name) != MG_OK ||
+	    (fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+	    0600)) < 0)
+		return -1;
+	while (flock(fd, how) < 0) {
+		if (errno == EINTR)
+			continue;
+		close(fd);
+		return -2;
+	}
+	return fd;
+}
+
+static void
+db_msgcall(const DB_ENV *env, const char *msg)
+{
+	/* Never stdout: that is serve's protocol stream and list's JSON. */
+	mg_info("spool database: %s", msg);
+}
+
 static enum mg_err
-spool_db_open_mode(struct spool *sp, int failchk, char *errbuf,
-    size_t errlen)
+spool_db_open(struct spool *sp, char *errbuf, size_t errlen)
 {
 	char	path[4096];
 	int	r;
+	int	gate = -1, users = -1, alone;
+	struct sigaction sa, old;
 	u_int32_t flags = DB_CREATE | DB_INIT_LOCK | DB_INIT_LOG |
-	    DB_INIT_MPOOL | DB_INIT_TXN | DB_REGISTER | DB_RECOVER |
-	    DB_FAILCHK;
+	    DB_INIT_MPOOL | DB_INIT_TXN | DB_FAILCHK;
 
 	if (mg_path(path, sizeof(path), "%s/db", sp->dir) != MG_OK) {
 		snprintf(errbuf, errlen, "%s: path too long", sp->dir);
 		return MG_ELIMIT;
 	}
+	if ((gate = lock_file(path, "gate", LOCK_EX)) < 0) {
+		snprintf(errbuf, errlen, "%s: cannot lock the queue database: "
+		    "%s", path, strerror(errno));
+		return errno == ENOSPC ? MG_ENOSPC : MG_ETEMP;
+	}
+	/* Under gate, nobody holds users exclusively but us. */
+	users = lock_file(path, "users", LOCK_EX | LOCK_NB);
+	if ((alone = users >= 0))
+		flags |= DB_RECOVER;
+	else if ((users = lock_file(path, "users", LOCK_SH)) < 0) {
+		snprintf(errbuf, errlen, "%s: cannot lock the queue database: "
+		    "%s", path, strerror(errno));
+		close(gate);
+		return MG_ETEMP;
+	}
 	if ((r = db_env_create(&sp->env, 0)) != 0)
 		goto fail;
 	sp->env->set_errcall(sp->env, db_errcall);
+	sp->env->set_msgcall(sp->env, db_msgcall);
 	/* Small mail records: a 2 MB cache is plenty and keeps RSS low. */
 	sp->env->set_cachesize(sp->env, 0, 2 * 1024 * 1024, 1);
 	/*
@@ -169,11 +237,8 @@ spool_db_open_mode(struct spool *sp, int failchk, char *errbuf,
 	 * lock waits time out, and failchk (with is_alive) finds dead
 	 * holders so that the environment can be recovered.
 	 */
-	if (failchk) {
-		sp->env->set_thread_count(sp->env, 256);
-		sp->env->set_isalive(sp->env, spool_isalive);
-	} else
-		flags &= ~(u_int32_t)DB_FAILCHK;
+	sp->env->set_thread_count(sp->env, 256);
+	sp->env->set_isalive(sp->env, spool_isalive);
 	sp->env->set_timeout(sp->env, 5 * 1000000, DB_SET_LOCK_TIMEOUT);
 	sp->env->set_lk_detect(sp->env, DB_LOCK_DEFAULT);
 	/* A whole imported bundle commits in one transaction. */
@@ -182,7 +247,15 @@ spool_db_open_mode(struct spool *sp, int failchk, char *errbuf,
 	/* Small log files: a spool may live on a small card. */
 	sp->env->set_lg_max(sp->env, 1024 * 1024);
 	sp->env->log_set_config(sp->env, DB_LOG_AUTO_REMOVE, 1);
-	if ((r = sp->env->open(sp->env, path, flags, 0600)) != 0)
+	/* A mutex a killed process held would hang the open: bound it. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_open_alarm;
+	sigaction(SIGALRM, &sa, &old);
+	alarm(60);
+	r = sp->env->open(sp->env, path, flags, 0600);
+	alarm(0);
+	sigaction(SIGALRM, &old, NULL);
+	if (r != 0)
 		goto fail;
 	if ((r = open_db(sp, &sp->msg, "msg.db")) != 0 ||
 	    (r = open_db(sp, &sp->rcpt, "rcpt.db")) != 0 ||
@@ -190,32 +263,28 @@ spool_db_open_mode(struct spool *sp, int failchk, char *errbuf,
 	    (r = open_db(sp, &sp->bundle, "bundle.db")) != 0 ||
 	    (r = open_db(sp, &sp->outbox, "outbox.db")) != 0)
 		goto fail;
+	if (alone && users >= 0)	/* now let others join */
+		flock(users, LOCK_SH);
+	sp->users_fd = users;
+	close(gate);
 	return MG_OK;
 fail:
-	snprintf(errbuf, errlen, "%s: cannot open the queue database: %s",
-	    path, db_strerror(r));
+	if (r == DB_RUNRECOVERY)
+		snprintf(errbuf, errlen, "%s: a killed process left the queue "
+		    "database needing recovery, which runs when no other mgate"
+		    " process is using it; try again", path);
+	else
+		snprintf(errbuf, errlen, "%s: cannot open the queue database: "
+		    "%s", path, db_strerror(r));
 	spool_db_close(sp);
+	if (users >= 0)
+		close(users);
+	close(gate);
 	return r == ENOSPC ? MG_ENOSPC : r == EACCES ? MG_ENOPERM : MG_ETEMP;
 }
 
 /* The spools this process has open, shared by further opens of each. */
 static struct spool *open_spools;
-
-static enum mg_err
-spool_db_open(struct spool *sp, char *errbuf, size_t errlen)
-{
-	enum mg_err e;
-
-	/*
-	 * An environment created before dead-process checking existed has
-	 * no thread table and refuses one (EINVAL): open it as it is; the
-	 * next recovery recreates it with the table.
-	 */
-	if ((e = spool_db_open_mode(sp, 1, errbuf, errlen)) == MG_ETEMP &&
-	    strstr(errbuf, "Invalid argument") != NULL)
-		e = spool_db_open_mode(sp, 0, errbuf, errlen);
-	return e;
-}
 
 enum mg_err
 spool_open(const char *dir, int flags, struct spool **out, char *errbuf,
@@ -230,8 +299,8 @@ spool_open(const char *dir, int flags, struct spool **out, char *errbuf,
 
 	*out = NULL;
 	/*
-	 * Berkeley DB allows one DB_REGISTER handle per process: a second
-	 * open in the same process shares the first (never across fork).
+	 * One environment handle per process: a second open of the same
+	 * directory shares the first (never across fork).
 	 */
 	if (stat(dir, &st) == 0)
 		for (sp = open_spools; sp; sp = sp->next)
@@ -247,6 +316,7 @@ spool_open(const char *dir, int flags, struct spool **out, char *errbuf,
 	}
 	sp->refs = 1;
 	sp->pid = getpid();
+	sp->users_fd = -1;
 	if (mg_path(sp->dir, sizeof(sp->dir), "%s", dir) != MG_OK) {
 		snprintf(errbuf, errlen, "spool_directory is too long");
 		e = MG_ECONFIG;
@@ -352,7 +422,8 @@ retry:
 		/*
 		 * A lock that stays held may belong to a process that died:
 		 * failchk frees what it can and says when only recovery can
-		 * help; then reopening (DB_REGISTER) runs that recovery.
+		 * help; then we close and reopen, which recovers if we are
+		 * alone and otherwise joins once the others are gone.
 		 */
 		if (r == DB_LOCK_NOTGRANTED && sp->env &&
 		    sp->env->failchk(sp->env, 0) == DB_RUNRECOVERY &&

@@ -24,6 +24,7 @@ struct spool {
 	dev_t	 dev;		/* the directory, whatever path named it */
 	ino_t	 ino;
 	struct spool *next;	/* this process's open spools */
+	int	 users_fd;	/* shared flock: we use the environment */
 	DB_ENV	*env;
 	DB	*msg;		/* QID -> envelope */
 	DB	*rcpt;		/* QID + be32 index -> recipient and state */
