@@ -342,7 +342,7 @@ maildrop_open(const char *path, struct maildrop_reader **out, char *errbuf,
     size_t errlen)
 {
 	struct maildrop_reader	*r;
-	unsigned char		 magic[MAILDROP_MAGIC_LEN], tag;
+	unsigned char		 magic[MAILDROP_MAGIC_LEN] = { 0 }, tag;
 	unsigned char		 val[FIELD_MAX];
 	size_t			 n;
 	uint64_t		 u;
@@ -366,8 +366,14 @@ maildrop_open(const char *path, struct maildrop_reader **out, char *errbuf,
 		snprintf(errbuf, errlen, "%s: out of memory", path);
 		return MG_ENOMEM;
 	}
-	if (mg_stream_read_full(r->s, magic, sizeof(magic), NULL) != MG_OK ||
-	    memcmp(magic, MAILDROP_MAGIC, sizeof(magic)) != 0) {
+	if (mg_stream_read_full(r->s, magic, sizeof(magic), NULL) != MG_OK &&
+	    mg_stream_error(r->s) != MG_OK) {
+		e = mg_stream_error(r->s);
+		snprintf(errbuf, errlen, "%s: read error: %s", path,
+		    strerror(errno));
+		goto fail;
+	}
+	if (memcmp(magic, MAILDROP_MAGIC, sizeof(magic)) != 0) {
 		e = rerr(errbuf, errlen, "%s: not an mgate queue file", path);
 		goto fail;
 	}
@@ -388,6 +394,13 @@ maildrop_open(const char *path, struct maildrop_reader **out, char *errbuf,
 			e = MG_ELIMIT;
 		if (e == MG_OK)
 			e = mg_stream_read_full(r->s, val, n, NULL);
+		if (e != MG_OK && mg_stream_error(r->s) != MG_OK) {
+			/* A read error is not damage: say so, keep the file. */
+			e = mg_stream_error(r->s);
+			snprintf(errbuf, errlen, "%s: read error: %s", path,
+			    strerror(errno));
+			goto fail;
+		}
 		if (e != MG_OK) {
 			e = rerr(errbuf, errlen, "%s: truncated or oversized "
 			    "envelope field", path);
@@ -475,9 +488,11 @@ check_end(struct maildrop_reader *r, size_t n)
 	unsigned int	dlen = 0;
 	unsigned char	extra;
 
-	if (n != sizeof(end) ||
-	    mg_stream_read_full(r->s, end, sizeof(end), NULL) != MG_OK)
+	if (n != sizeof(end))
 		return MG_ECORRUPT;
+	if (mg_stream_read_full(r->s, end, sizeof(end), NULL) != MG_OK)
+		return mg_stream_error(r->s) != MG_OK ? mg_stream_error(r->s) :
+		    MG_ECORRUPT;
 	if (!EVP_DigestFinal_ex(r->md, md, &dlen) || dlen != DIGEST_LEN)
 		return MG_ESOFTWARE;
 	if (mg_get_be64(end) != r->seen ||
@@ -485,7 +500,8 @@ check_end(struct maildrop_reader *r, size_t n)
 		return MG_ECORRUPT;
 	/* Nothing may follow the end field. */
 	if (mg_stream_read(r->s, &extra, 1) != 0)
-		return MG_ECORRUPT;
+		return mg_stream_error(r->s) != MG_OK ? mg_stream_error(r->s) :
+		    MG_ECORRUPT;
 	r->env.size = r->seen;
 	r->done = 1;
 	return MG_OK;
@@ -509,7 +525,8 @@ maildrop_read(struct maildrop_reader *r, void *p, size_t n, enum mg_err *err)
 	while (r->left == 0) {
 		if ((e = mg_stream_get_field_hdr(r->s, &tag, &len,
 		    MAILDROP_CHUNK)) != MG_OK) {
-			e = e == MG_EIO ? MG_EIO : MG_ECORRUPT;
+			e = mg_stream_error(r->s) != MG_OK ?
+			    mg_stream_error(r->s) : MG_ECORRUPT;
 			goto fail;
 		}
 		if (tag == 'Z') {

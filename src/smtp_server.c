@@ -67,6 +67,7 @@ struct session {
 	int			 tls_on;
 	const struct mg_peer	*auth;		/* authenticated site */
 	unsigned		 errors;
+	int			 quit;		/* end without another reply */
 	/* the transaction */
 	int			 in_mail;
 	struct mg_envelope	 env;
@@ -452,7 +453,7 @@ cmd_data(struct session *ss)
 	char			*line = NULL;
 	size_t			 n;
 	uint64_t		 total = 0;
-	int			 bol = 1, toobig = 0, failed = 0;
+	int			 bol = 1, toobig = 0, failed = 0, held_cr = 0;
 	enum mg_err		 e;
 
 	if (!ss->in_mail || ss->env.nrcpt == 0) {
@@ -479,13 +480,41 @@ cmd_data(struct session *ss)
 			maildrop_abort(w);
 			free(line);
 			reset_txn(ss);
-			ss->errors = ss->cfg->smtpd_max_errors;
+			ss->quit = 1;
 			return;
+		}
+		/*
+		 * A CR that ended the previous piece (a line longer than the
+		 * buffer) pairs with an LF that starts this one.
+		 */
+		if (held_cr) {
+			held_cr = 0;
+			if (line[0] == '\n') {
+				if (!toobig && !failed &&
+				    maildrop_put_content(w, "\n", 1) != MG_OK)
+					failed = 1;
+				total++;
+				bol = 1;
+				if (n == 1)
+					continue;
+				memmove(line, line + 1, --n);
+			} else {
+				if (!toobig && !failed &&
+				    maildrop_put_content(w, "\r", 1) != MG_OK)
+					failed = 1;
+				total++;
+				bol = 0;
+			}
 		}
 		/* Only CRLF . CRLF ends the data: a line that starts right
 		 * after a CRLF and is exactly ".\r\n". */
 		if (bol && n == 3 && memcmp(line, ".\r\n", 3) == 0)
 			break;
+		if (line[n - 1] == '\r') {
+			held_cr = 1;
+			if (--n == 0)
+				continue;
+		}
 		{
 			const char	*p = line;
 			size_t		 len = n;
@@ -519,17 +548,31 @@ cmd_data(struct session *ss)
 static void
 cmd_bdat(struct session *ss, char *arg)
 {
-	char		*end, buf[65536];
-	uint64_t	 size = strtoull(arg, &end, 10), left;
+	char		*end = arg, buf[65536];
+	uint64_t	 size = 0, left;
 	int		 last = 0;
 	size_t		 want;
 
+	errno = 0;
+	if (isdigit((unsigned char)*arg))
+		size = strtoull(arg, &end, 10);
+	if (end == arg || errno == ERANGE || (*end != ' ' && *end != '\0')) {
+		reply(ss, "501 5.5.4 Syntax: BDAT size [LAST]");
+		return;
+	}
 	while (*end == ' ')
 		end++;
 	if (!strcasecmp(end, "LAST"))
 		last = 1;
-	else if (*end || !isdigit((unsigned char)*arg)) {
+	else if (*end) {
 		reply(ss, "501 5.5.4 Syntax: BDAT size [LAST]");
+		return;
+	}
+	if (size > ss->cfg->message_size_limit) {
+		/* We will not read that much: refuse and hang up. */
+		reply(ss, "552 5.3.4 Chunk larger than the message size "
+		    "limit");
+		ss->quit = 1;
 		return;
 	}
 	/* The chunk is read whatever happens: it is not commands. */
@@ -548,7 +591,7 @@ cmd_bdat(struct session *ss, char *arg)
 		want = left < sizeof(buf) ? (size_t)left : sizeof(buf);
 		if (mg_stream_read_full(ss->s, buf, want, NULL) != MG_OK) {
 			reset_txn(ss);
-			ss->errors = ss->cfg->smtpd_max_errors;
+			ss->quit = 1;
 			return;
 		}
 		if (ss->bdat_failed)
@@ -650,7 +693,7 @@ cmd_starttls(struct session *ss)
 	if (tls_server(ss->fd, ss->tls, (int)ss->cfg->smtpd_timeout * 1000,
 	    &ts, info, sizeof(info), err, sizeof(err)) != MG_OK) {
 		mg_info("%s: %s", ss->client, err);
-		ss->errors = ss->cfg->smtpd_max_errors;
+		ss->quit = 1;
 		return;
 	}
 	ss->s = ts;
@@ -730,8 +773,8 @@ cmd_auth(struct session *ss, char *arg)
 	if (!strcasecmp(mech, "PLAIN")) {
 		if (*init == '\0') {
 			reply(ss, "334 ");
-			if (read_cmd(ss, line, sizeof(line)) < 0)
-				return;
+			if (read_cmd(ss, line, sizeof(line)) < 0 || !line[0])
+				goto done;	/* read_cmd has replied */
 			init = line;
 		}
 		if ((n = b64_decode(init, buf, sizeof(buf))) < 0) {
@@ -750,15 +793,15 @@ cmd_auth(struct session *ss, char *arg)
 		auth_check(ss, authc + 1, pw + 1);
 	} else if (!strcasecmp(mech, "LOGIN")) {
 		reply(ss, "334 VXNlcm5hbWU6");
-		if (read_cmd(ss, line, sizeof(line)) < 0)
-			return;
+		if (read_cmd(ss, line, sizeof(line)) < 0 || !line[0])
+			goto done;
 		if (b64_decode(line, user, sizeof(user)) < 0) {
 			reply(ss, "501 5.5.2 Cannot decode response");
 			return;
 		}
 		reply(ss, "334 UGFzc3dvcmQ6");
-		if (read_cmd(ss, line, sizeof(line)) < 0)
-			return;
+		if (read_cmd(ss, line, sizeof(line)) < 0 || !line[0])
+			goto done;
 		if (b64_decode(line, buf, sizeof(buf)) < 0) {
 			reply(ss, "501 5.5.2 Cannot decode response");
 			return;
@@ -766,6 +809,7 @@ cmd_auth(struct session *ss, char *arg)
 		auth_check(ss, user, buf);
 	} else
 		reply(ss, "504 5.5.4 Unrecognized authentication type");
+done:
 	explicit_bzero(buf, sizeof(buf));
 	explicit_bzero(line, sizeof(line));
 }
@@ -807,8 +851,8 @@ cmd_sync(struct session *ss)
 		    x.st.down_msgs == 1 ? "" : "s");
 	peer_keys_free(&pk);
 	spool_close(sp);
-	/* The stream now belongs to the sync protocol: end the session. */
-	ss->errors = ss->cfg->smtpd_max_errors;
+	/* The stream belonged to the sync protocol: end, saying nothing. */
+	ss->quit = 1;
 }
 
 /* A command line without its line end; -1 when the session must end. */
@@ -859,7 +903,7 @@ smtpd_session(const struct mg_config *cfg, void *tls, int fd,
 	mg_stream_set_timeout(ss.s, (int)cfg->smtpd_timeout * 1000);
 	mg_info("connect from %s", ss.client);
 	reply(&ss, "220 %s ESMTP mgate", cfg->myhostname);
-	while (ss.s && ss.errors < cfg->smtpd_max_errors) {
+	while (ss.s && !ss.quit && ss.errors < cfg->smtpd_max_errors) {
 		if (read_cmd(&ss, line, sizeof(line)) < 0)
 			break;
 		if (line[0] == '\0')
@@ -901,7 +945,7 @@ smtpd_session(const struct mg_config *cfg, void *tls, int fd,
 		} else
 			reply(&ss, "502 5.5.2 Error: command not recognized");
 	}
-	if (ss.s && ss.errors >= cfg->smtpd_max_errors && ss.errors < 1000)
+	if (ss.s && !ss.quit && ss.errors >= cfg->smtpd_max_errors)
 		reply(&ss, "421 4.7.0 %s Error: too many errors",
 		    cfg->myhostname);
 	reset_txn(&ss);

@@ -35,7 +35,7 @@
 #include "mgate/spool.h"
 #include "spool_int.h"
 
-#define TXN_RETRIES	50
+#define TXN_RETRIES	500	/* about 10 s of a busy lock */
 
 
 static const char *const state_names[RS_NSTATES] = {
@@ -401,7 +401,14 @@ spool_txn(struct spool *sp, txn_fn fn, void *arg)
 				return MG_ETEMP;
 			}
 		}
-		if ((r = sp->env->txn_begin(sp->env, NULL, &txn, 0)) != 0)
+		/*
+		 * Never block on a lock: a holder that was killed would keep
+		 * a blocked waiter asleep forever (lock timeouts are only
+		 * checked when another process runs into the lock).  A busy
+		 * lock is retried here instead, with a growing pause.
+		 */
+		if ((r = sp->env->txn_begin(sp->env, NULL, &txn,
+		    DB_TXN_NOWAIT)) != 0)
 			goto retry;
 		if ((r = fn(sp, txn, arg)) != 0) {
 			txn->abort(txn);
@@ -411,10 +418,10 @@ spool_txn(struct spool *sp, txn_fn fn, void *arg)
 		if ((r = txn->commit(txn, 0)) == 0)
 			return MG_OK;
 retry:
-		if (r == DB_RUNRECOVERY && !reopened) {
-			/* Recovery ran in another process: start over. */
+		if (r == DB_RUNRECOVERY && reopened < 3) {
+			/* The environment needs recovery: start over. */
 			spool_db_close(sp);
-			reopened = 1;
+			reopened++;
 			continue;
 		}
 		if (r != DB_LOCK_DEADLOCK && r != DB_LOCK_NOTGRANTED)
@@ -425,14 +432,14 @@ retry:
 		 * help; then we close and reopen, which recovers if we are
 		 * alone and otherwise joins once the others are gone.
 		 */
-		if (r == DB_LOCK_NOTGRANTED && sp->env &&
-		    sp->env->failchk(sp->env, 0) == DB_RUNRECOVERY &&
-		    !reopened) {
+		if (r == DB_LOCK_NOTGRANTED && tries > 0 && tries % 50 == 0 &&
+		    sp->env && sp->env->failchk(sp->env, 0) ==
+		    DB_RUNRECOVERY && reopened < 3) {
 			spool_db_close(sp);
-			reopened = 1;
+			reopened++;
 			continue;
 		}
-		usleep(1000 * (tries + 1));
+		usleep(1000 * (tries < 20 ? tries + 1 : 20));
 	}
 	return MG_ETEMP;
 }
