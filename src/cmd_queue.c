@@ -224,6 +224,7 @@ start_pickup(struct cmd_ctx *ctx, const struct mg_config *cfg, int wait)
 		}
 		mg_log_set_dest(MG_LOG_SYSLOG);
 	}
+	(void)cmd_run_lock(cfg->spool_directory);
 	if (spool_open(cfg->spool_directory, SPOOL_CREATE, &sp, err,
 	    sizeof(err)) == MG_OK) {
 		spool_pickup(sp, &picked);

@@ -6,6 +6,8 @@
  * `list --json' is for scripts and escapes every string it prints.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,30 @@
 #include "mgate/maildrop.h"
 #include "mgate/spool.h"
 
+/*
+ * Commands that pick up take turns: two pickups (or a pickup and a
+ * list) never share the database, so a pickup killed mid-transaction
+ * leaves the next one alone with it, and that one recovers.  The lock
+ * is held until the process exits.
+ */
+int
+cmd_run_lock(const char *spool)
+{
+	char	path[4200];
+	int	fd;
+
+	if (snprintf(path, sizeof(path), "%s/pickup.run", spool) >=
+	    (int)sizeof(path) || (fd = open(path, O_RDWR | O_CREAT |
+	    O_CLOEXEC | O_NOFOLLOW, 0600)) < 0)
+		return -1;
+	while (flock(fd, LOCK_EX) < 0)
+		if (errno != EINTR) {
+			close(fd);
+			return -1;
+		}
+	return fd;
+}
+
 static struct spool *
 open_spool(struct cmd_ctx *ctx, struct mg_config **cfgp, int *rc)
 {
@@ -29,6 +55,8 @@ open_spool(struct cmd_ctx *ctx, struct mg_config **cfgp, int *rc)
 		*rc = EX_CONFIG;
 		return NULL;
 	}
+	/* Before the database is open; released at exit. */
+	(void)cmd_run_lock((*cfgp)->spool_directory);
 	e = spool_open((*cfgp)->spool_directory, SPOOL_CREATE, &sp, err,
 	    sizeof(err));
 	if (e != MG_OK) {
@@ -215,8 +243,12 @@ cmd_list(struct cmd_ctx *ctx, int argc, char **argv)
 	if ((sp = open_spool(ctx, &cfg, &rc)) == NULL)
 		goto out;
 	/* Show what was submitted, not what pickup got to so far. */
-	if ((e = spool_pickup(sp, &picked)) != MG_OK)
-		mg_warn("pickup before listing: %s", mg_strerror(e));
+	if ((e = spool_pickup(sp, &picked)) != MG_OK) {
+		cmd_die_msg(ctx, "pickup before listing failed (%s): messages "
+		    "still in maildrop/ are not shown; they are safe and are "
+		    "picked up next time", mg_strerror(e));
+		rc = mg_err_exit(e);
+	}
 	st.now = time(NULL);
 	if (st.json)
 		printf("[");

@@ -98,19 +98,24 @@ db_err(int r)
 	}
 }
 
+/*
+ * Databases close with DB_NOSYNC: every change is already in the
+ * synchronously flushed log, and a flush here would wait on the log's
+ * mutex, which a killed process may hold.
+ */
 static void
 spool_db_close(struct spool *sp)
 {
 	if (sp->msg)
-		sp->msg->close(sp->msg, 0);
+		sp->msg->close(sp->msg, DB_NOSYNC);
 	if (sp->rcpt)
-		sp->rcpt->close(sp->rcpt, 0);
+		sp->rcpt->close(sp->rcpt, DB_NOSYNC);
 	if (sp->seen)
-		sp->seen->close(sp->seen, 0);
+		sp->seen->close(sp->seen, DB_NOSYNC);
 	if (sp->bundle)
-		sp->bundle->close(sp->bundle, 0);
+		sp->bundle->close(sp->bundle, DB_NOSYNC);
 	if (sp->outbox)
-		sp->outbox->close(sp->outbox, 0);
+		sp->outbox->close(sp->outbox, DB_NOSYNC);
 	if (sp->env)
 		sp->env->close(sp->env, 0);
 	sp->msg = sp->rcpt = sp->seen = sp->bundle = sp->outbox = NULL;
@@ -396,9 +401,18 @@ spool_txn(struct spool *sp, txn_fn fn, void *arg)
 
 	for (int tries = 0; tries < TXN_RETRIES; tries++) {
 		if (sp->env == NULL) {
+			/*
+			 * After a panic the others need a moment to let go
+			 * before one of them, alone, can recover.
+			 */
 			if (spool_db_open(sp, err, sizeof(err)) != MG_OK) {
-				mg_warn("%s", err);
-				return MG_ETEMP;
+				if (tries + 10 >= TXN_RETRIES) {
+					mg_warn("%s", err);
+					return MG_ETEMP;
+				}
+				usleep(100 * 1000);
+				tries += 4;
+				continue;
 			}
 		}
 		/*
@@ -435,6 +449,14 @@ retry:
 		if (r == DB_LOCK_NOTGRANTED && tries > 0 && tries % 50 == 0 &&
 		    sp->env && sp->env->failchk(sp->env, 0) ==
 		    DB_RUNRECOVERY && reopened < 3) {
+			/*
+			 * A killed process holds what nobody else can free.
+			 * Mark the environment panicked: every process then
+			 * lets go, and the first to reopen alone recovers.
+			 */
+			mg_warn("spool: a killed process left locks held; "
+			    "recovering the queue database");
+			sp->env->set_flags(sp->env, DB_PANIC_ENVIRONMENT, 1);
 			spool_db_close(sp);
 			reopened++;
 			continue;

@@ -26,6 +26,8 @@ void	cmd_die_msg(const struct cmd_ctx *, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));
 
 int	cmd_init(struct cmd_ctx *, int, char **);
+/* Take turns with other pickups; fd held to exit, -1 on error. */
+int	cmd_run_lock(const char *spool);
 int	cmd_queue(struct cmd_ctx *, int, char **);
 int	cmd_sendmail(struct cmd_ctx *, int, char **);
 int	cmd_pickup(struct cmd_ctx *, int, char **);
