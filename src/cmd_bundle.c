@@ -298,9 +298,21 @@ cmd_import(struct cmd_ctx *ctx, int argc, char **argv)
 			printf("%zu recipient%s delivered to local mailboxes\n",
 			    n, n == 1 ? "" : "s");
 	}
-	/* Acknowledge anything but a pure acknowledgement. */
-	if (!res.replay && res.nmsg == 0 && res.nstatus == 0)
-		goto out;
+	/*
+	 * Acknowledge anything but a pure acknowledgement, also when it
+	 * is imported again (remembered, since a replay is not decoded).
+	 */
+	{
+		char key[600];
+
+		snprintf(key, sizeof(key), "%s:%s", res.peer, res.id);
+		if (!res.replay && res.nmsg == 0 && res.nstatus == 0) {
+			spool_seen_add(sp, "noack", key);
+			goto out;
+		}
+		if (res.replay && spool_seen_check(sp, "noack", key) == MG_OK)
+			goto out;
+	}
 	if (ackpath == NULL) {
 		if (mg_path(defack, sizeof(defack), "%s.ack", file) != MG_OK) {
 			cmd_die_msg(ctx, "%s: path too long", file);

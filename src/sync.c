@@ -559,6 +559,10 @@ recv_phase(struct sync_ctx *x)
 		if (spool_seen_check(x->sp, "bundle", key) == MG_OK) {
 			off = HAVE_ALL;
 			in[i].done = 1;
+			/* Killed between the commit and the cleanup? */
+			if (part_path(x, in[i].id, path, sizeof(path)) ==
+			    MG_OK)
+				unlink(path);
 		} else if ((e = part_path(x, in[i].id, path, sizeof(path))))
 			goto out;
 		else if (stat(path, &st) == 0) {
