@@ -13,12 +13,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "mgate/fsutil.h"
 #include "mgate/log.h"
 #include "spool_int.h"
+
+static uint64_t
+now_usec(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (uint64_t)tv.tv_sec * 1000000 + (uint64_t)tv.tv_usec;
+}
 
 int
 spool_bundle_id_valid(const char *id)
@@ -240,7 +250,7 @@ spool_bundle_begin(struct spool *sp, const char *id, const char *peer,
 	memcpy(a.sb.id, id, 33);
 	a.sb.peer = (char *)peer;
 	a.sb.state = SB_BUILDING;
-	a.sb.created = (uint64_t)time(NULL);
+	a.sb.created = now_usec();	/* bundles of one second keep order */
 	a.sb.qids = (char **)qids;
 	a.sb.nqid = n;
 	return spool_txn(sp, begin_fn, &a);

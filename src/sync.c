@@ -485,19 +485,29 @@ finish_incoming(struct sync_ctx *x, struct incoming *in)
 		    x->pk->peer->name, err);
 		if (mg_err_is_temp(e))
 			return xerr(x, e, "bundle %s: %s", in->id, err);
-		return send_ack(x, in->id, 0, err);
+		(void)send_ack(x, in->id, 0, err);
+		return MG_OK;
 	}
 	if (strcmp(res.id, in->id) != 0) {
 		mg_error("bundle %s from %s: its header says %s", in->id,
 		    x->pk->peer->name, res.id);
-		return send_ack(x, in->id, 0, "bundle ID does not match the "
+		(void)send_ack(x, in->id, 0, "bundle ID does not match the "
 		    "offer");
+		return MG_OK;
 	}
 	x->st.down_bundles++;
 	x->st.down_msgs += res.created;
 	x->st.down_status += res.nstatus;
-	return send_ack(x, in->id, 1, res.replay ? "committed before" :
-	    "committed");
+	/*
+	 * If the acknowledgement cannot be written, the link is going:
+	 * keep reading and storing what is still coming in, so the next
+	 * sync resumes as far on as possible; the stream's end stops us.
+	 */
+	if (send_ack(x, in->id, 1, res.replay ? "committed before" :
+	    "committed") != MG_OK)
+		mg_info("bundle %s: committed; the acknowledgement could not be "
+		    "sent, the next sync will learn it", in->id);
+	return MG_OK;
 }
 
 static enum mg_err

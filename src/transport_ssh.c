@@ -142,6 +142,17 @@ kh_prefs(LIBSSH2_KNOWNHOSTS *kh, const char *name, char *pref, size_t len)
 	}
 }
 
+static int
+kh_has_hashed(LIBSSH2_KNOWNHOSTS *kh)
+{
+	struct libssh2_knownhost *k = NULL;
+
+	while (libssh2_knownhost_get(kh, &k, k) == 0)
+		if (k->name == NULL)
+			return 1;
+	return 0;
+}
+
 static void
 fingerprint(LIBSSH2_SESSION *s, char *out, size_t len)
 {
@@ -349,6 +360,13 @@ ssh_connect(const struct ssh_params *p, struct ssh_conn **out, char *err,
 		goto fail;
 	}
 	kh_prefs(kh, name, pref, sizeof(pref));
+	/*
+	 * Hashed entries (ssh-keygen -H, Debian's default) hide their
+	 * names: offer the usual types and let the exact check decide.
+	 */
+	if (pref[0] == '\0' && kh_has_hashed(kh))
+		snprintf(pref, sizeof(pref), "ssh-ed25519,ecdsa-sha2-nistp256,"
+		    "ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,ssh-rsa");
 	if (pref[0] == '\0') {
 		e = serr(err, errlen, MG_EAUTH, "%s: no host key for %s in %s;"
 		    " nothing was sent.  Ask the gateway's admin for its key "
