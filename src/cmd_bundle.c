@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mgate/cmd.h"
@@ -86,6 +87,16 @@ copy_file(const char *src, const char *dst, char *err, size_t errlen)
 		*(slash == dir ? slash + 1 : slash) = '\0';
 	else
 		strcpy(dir, ".");
+	{
+		struct stat st;
+
+		/* Never rename over a device or a directory: /dev/null! */
+		if (lstat(dst, &st) == 0 && !S_ISREG(st.st_mode)) {
+			snprintf(err, errlen, "%s exists and is not a regular "
+			    "file; name a new file", dst);
+			return MG_EEXIST;
+		}
+	}
 	if ((in = open(src, O_RDONLY | O_CLOEXEC)) < 0 ||
 	    (out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
 	    O_CLOEXEC, 0600)) < 0) {

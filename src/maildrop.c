@@ -60,6 +60,13 @@ enum mg_err
 maildrop_create_in(const char *spool, const char *subdir,
     struct mg_envelope *env, struct maildrop_writer **out)
 {
+	return maildrop_create_at(spool, "tmp", subdir, env, out);
+}
+
+enum mg_err
+maildrop_create_at(const char *spool, const char *tmpdir, const char *subdir,
+    struct mg_envelope *env, struct maildrop_writer **out)
+{
 	struct maildrop_writer	*w;
 	enum mg_err		 e;
 
@@ -73,7 +80,7 @@ maildrop_create_in(const char *spool, const char *subdir,
 	}
 	for (int tries = 0; ; tries++) {
 		mg_qid_new(env->qid);
-		if (mg_path(w->tmp, sizeof(w->tmp), "%s/tmp/%s", spool,
+		if (mg_path(w->tmp, sizeof(w->tmp), "%s/%s/%s", spool, tmpdir,
 		    env->qid) != MG_OK ||
 		    mg_path(w->dst, sizeof(w->dst), "%s/%s", w->dir,
 		    env->qid) != MG_OK) {

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mgate/buf.h"
@@ -328,6 +329,13 @@ open_tmp(const char *path, int *fd)
 static enum mg_err
 commit_file(int fd, const char *tmp, const char *dst, const char *dir)
 {
+	struct stat st;
+
+	/* Never rename over a device, a directory or a link: /dev/null! */
+	if (lstat(dst, &st) == 0 && !S_ISREG(st.st_mode)) {
+		errno = EEXIST;
+		return MG_EEXIST;
+	}
 	if (fsync(fd) < 0)
 		return errno == ENOSPC ? MG_ENOSPC : MG_EIO;
 	if (rename(tmp, dst) < 0)

@@ -9,7 +9,9 @@
  * applied (idempotent), then one transaction imports the messages and
  * marks the bundle ID seen.  On any failure the staged files go.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <sys/file.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -147,7 +149,8 @@ cb_msg_begin(void *arg, const struct bundle_msg *bm)
 			return MG_ENOMEM;
 	}
 	/* The body goes straight to queue/ under a queue ID of ours. */
-	if ((e = maildrop_create_in(spool_dir(u->sp), "queue", env, &u->w)) ||
+	if ((e = maildrop_create_at(spool_dir(u->sp), "incoming/stage",
+	    "queue", env, &u->w)) ||
 	    (e = maildrop_put_envelope(u->w, env)))
 		return uerr(u, e, "staging message %s: %s", bm->qid,
 		    strerror(errno));
@@ -439,6 +442,35 @@ load_senders(const struct mg_config *cfg, const char *peer,
 	return MG_OK;
 }
 
+static int
+stage_begin(const char *spool)
+{
+	char		 dir[4200], path[4400];
+	DIR		*d;
+	struct dirent	*de;
+	int		 fd;
+
+	if (mg_path(dir, sizeof(dir), "%s/incoming/stage", spool) != MG_OK ||
+	    mg_mkdirs(dir, 0700) != MG_OK ||
+	    mg_path(path, sizeof(path), "%s/incoming/stage.lock", spool) ||
+	    (fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+	    0600)) < 0)
+		return -1;
+	while (flock(fd, LOCK_EX) < 0)
+		if (errno != EINTR) {
+			close(fd);
+			return -1;
+		}
+	if ((d = opendir(dir)) != NULL) {
+		while ((de = readdir(d)) != NULL)
+			if (mg_qid_valid(de->d_name) && mg_path(path,
+			    sizeof(path), "%s/%s", dir, de->d_name) == MG_OK)
+				unlink(path);
+		closedir(d);
+	}
+	return fd;
+}
+
 enum mg_err
 unpacker_apply(struct spool *sp, const struct mg_config *cfg,
     const struct mg_keypair *self, const char *peer, const char *path,
@@ -452,11 +484,21 @@ unpacker_apply(struct spool *sp, const struct mg_config *cfg,
 	int			*dup = NULL;
 	size_t			 nsenders = 0;
 	ssize_t			 n = 0;
+	int			 stage_lock = -1;
 	int			 fd = -1;
 	enum mg_err		 e;
 
 	memset(res, 0, sizeof(*res));
 	memset(&u, 0, sizeof(u));
+	/*
+	 * One import stages at a time, in incoming/stage/: whatever is
+	 * there when we hold the lock was left by a killed import.
+	 */
+	if ((stage_lock = stage_begin(spool_dir(sp))) < 0) {
+		snprintf(errbuf, errlen, "%s/incoming/stage: %s", spool_dir(sp),
+		    strerror(errno));
+		return MG_ETEMP;
+	}
 	u.sp = sp;
 	u.cfg = cfg;
 	u.res = res;
@@ -568,5 +610,6 @@ out:
 	free(u.peers);
 	free(keys);
 	free(dup);
+	close(stage_lock);
 	return e;
 }

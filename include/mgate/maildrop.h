@@ -38,6 +38,10 @@ enum mg_err maildrop_create(const char *spool, struct mg_envelope *env,
 /* The same, committing into spool/subdir instead of maildrop/. */
 enum mg_err maildrop_create_in(const char *spool, const char *subdir,
 	    struct mg_envelope *env, struct maildrop_writer **);
+/* The same, writing the temporary file in spool/tmpdir. */
+enum mg_err maildrop_create_at(const char *spool, const char *tmpdir,
+	    const char *subdir, struct mg_envelope *env,
+	    struct maildrop_writer **);
 enum mg_err maildrop_put_envelope(struct maildrop_writer *,
 	    const struct mg_envelope *);
 enum mg_err maildrop_put_content(struct maildrop_writer *, const void *,
