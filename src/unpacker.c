@@ -149,7 +149,7 @@ cb_msg_begin(void *arg, const struct bundle_msg *bm)
 			return MG_ENOMEM;
 	}
 	/* The body goes straight to queue/ under a queue ID of ours. */
-	if ((e = maildrop_create_at(spool_dir(u->sp), "incoming/stage",
+	if ((e = maildrop_create_at(spool_dir(u->sp), "stage",
 	    "queue", env, &u->w)) ||
 	    (e = maildrop_put_envelope(u->w, env)))
 		return uerr(u, e, "staging message %s: %s", bm->qid,
@@ -450,9 +450,9 @@ stage_begin(const char *spool)
 	struct dirent	*de;
 	int		 fd;
 
-	if (mg_path(dir, sizeof(dir), "%s/incoming/stage", spool) != MG_OK ||
+	if (mg_path(dir, sizeof(dir), "%s/stage", spool) != MG_OK ||
 	    mg_mkdirs(dir, 0700) != MG_OK ||
-	    mg_path(path, sizeof(path), "%s/incoming/stage.lock", spool) ||
+	    mg_path(path, sizeof(path), "%s/stage.lock", spool) ||
 	    (fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
 	    0600)) < 0)
 		return -1;
@@ -491,11 +491,11 @@ unpacker_apply(struct spool *sp, const struct mg_config *cfg,
 	memset(res, 0, sizeof(*res));
 	memset(&u, 0, sizeof(u));
 	/*
-	 * One import stages at a time, in incoming/stage/: whatever is
+	 * One import stages at a time, in stage/: whatever is
 	 * there when we hold the lock was left by a killed import.
 	 */
 	if ((stage_lock = stage_begin(spool_dir(sp))) < 0) {
-		snprintf(errbuf, errlen, "%s/incoming/stage: %s", spool_dir(sp),
+		snprintf(errbuf, errlen, "%s/stage: %s", spool_dir(sp),
 		    strerror(errno));
 		return MG_ETEMP;
 	}
