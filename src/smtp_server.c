@@ -773,8 +773,8 @@ cmd_auth(struct session *ss, char *arg)
 	if (!strcasecmp(mech, "PLAIN")) {
 		if (*init == '\0') {
 			reply(ss, "334 ");
-			if (read_cmd(ss, line, sizeof(line)) < 0 || !line[0])
-				goto done;	/* read_cmd has replied */
+			if (read_cmd(ss, line, sizeof(line)) != 0)
+				goto done;	/* gone, or answered */
 			init = line;
 		}
 		if ((n = b64_decode(init, buf, sizeof(buf))) < 0) {
@@ -793,14 +793,14 @@ cmd_auth(struct session *ss, char *arg)
 		auth_check(ss, authc + 1, pw + 1);
 	} else if (!strcasecmp(mech, "LOGIN")) {
 		reply(ss, "334 VXNlcm5hbWU6");
-		if (read_cmd(ss, line, sizeof(line)) < 0 || !line[0])
+		if (read_cmd(ss, line, sizeof(line)) != 0)
 			goto done;
 		if (b64_decode(line, user, sizeof(user)) < 0) {
 			reply(ss, "501 5.5.2 Cannot decode response");
 			return;
 		}
 		reply(ss, "334 UGFzc3dvcmQ6");
-		if (read_cmd(ss, line, sizeof(line)) < 0 || !line[0])
+		if (read_cmd(ss, line, sizeof(line)) != 0)
 			goto done;
 		if (b64_decode(line, buf, sizeof(buf)) < 0) {
 			reply(ss, "501 5.5.2 Cannot decode response");
@@ -855,7 +855,10 @@ cmd_sync(struct session *ss)
 	ss->quit = 1;
 }
 
-/* A command line without its line end; -1 when the session must end. */
+/*
+ * A command line without its line end: 0, or 1 when it was refused and
+ * answered already (too long, NUL), or -1 when the session must end.
+ */
 static int
 read_cmd(struct session *ss, char *line, size_t max)
 {
@@ -872,7 +875,7 @@ read_cmd(struct session *ss, char *line, size_t max)
 			return -1;
 		reply(ss, "500 5.5.2 Line too long");
 		line[0] = '\0';
-		return 0;
+		return 1;
 	}
 	if (e != MG_OK || n == 0)
 		return -1;
@@ -882,6 +885,7 @@ read_cmd(struct session *ss, char *line, size_t max)
 	if (memchr(line, '\0', n) != NULL) {
 		reply(ss, "500 5.5.2 NUL in command");
 		line[0] = '\0';
+		return 1;
 	}
 	return 0;
 }
@@ -892,6 +896,7 @@ smtpd_session(const struct mg_config *cfg, void *tls, int fd,
 {
 	struct session	ss;
 	char		line[CMD_MAX + 2], *arg;
+	int		r;
 
 	memset(&ss, 0, sizeof(ss));
 	ss.cfg = cfg;
@@ -904,10 +909,13 @@ smtpd_session(const struct mg_config *cfg, void *tls, int fd,
 	mg_info("connect from %s", ss.client);
 	reply(&ss, "220 %s ESMTP mgate", cfg->myhostname);
 	while (ss.s && !ss.quit && ss.errors < cfg->smtpd_max_errors) {
-		if (read_cmd(&ss, line, sizeof(line)) < 0)
+		if ((r = read_cmd(&ss, line, sizeof(line))) < 0)
 			break;
-		if (line[0] == '\0')
+		if (r > 0 || line[0] == '\0') {
+			if (r == 0)
+				reply(&ss, "500 5.5.2 Error: bad syntax");
 			continue;
+		}
 		arg = line + strcspn(line, " ");
 		if (*arg)
 			*arg++ = '\0';
