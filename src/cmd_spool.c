@@ -173,6 +173,10 @@ list_one(const struct spool_msg *m, void *arg)
 			printf(", \"envid\": ");
 			json_str(m->env.envid);
 		}
+		if (m->env.via) {
+			printf(", \"via\": ");
+			json_str(m->env.via);
+		}
 		if (m->env.peer) {
 			printf(", \"peer\": ");
 			json_str(m->env.peer);
@@ -380,6 +384,9 @@ cmd_status(struct cmd_ctx *ctx, int argc, char **argv)
 		if (m.env.peer)
 			printf("  from:     peer %s, its queue ID %s\n",
 			    m.env.peer, m.env.peer_qid);
+		if (m.env.via)
+			printf("  for:      site %s (carried by its next sync)\n",
+			    m.env.via);
 		for (size_t k = 0; k < m.env.nrcpt; k++) {
 			const struct spool_rcpt_state *r = &m.rs[k];
 

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -790,6 +791,11 @@ cmd_auth(struct session *ss, char *arg)
 			reply(ss, "501 5.5.2 Malformed PLAIN response");
 			return;
 		}
+		/* RFC 4616: a site may act only as itself. */
+		if (buf[0] != '\0' && strcmp(buf, authc + 1) != 0) {
+			reply(ss, "535 5.7.8 Authorization identity refused");
+			goto done;
+		}
 		auth_check(ss, authc + 1, pw + 1);
 	} else if (!strcasecmp(mech, "LOGIN")) {
 		reply(ss, "334 VXNlcm5hbWU6");
@@ -822,6 +828,7 @@ cmd_sync(struct session *ss)
 	struct sync_ctx		 x;
 	char			 err[1024];
 	enum mg_err		 e;
+	int			 lock = -1;
 
 	if (ss->auth == NULL) {
 		reply(ss, "530 5.7.0 Authentication required");
@@ -834,6 +841,22 @@ cmd_sync(struct session *ss)
 		reply(ss, "454 4.3.0 Sync not available now");
 		spool_close(sp);
 		return;
+	}
+	/* One session per site at a time, as for mgate serve. */
+	{
+		char path[4200];
+
+		snprintf(path, sizeof(path), "%s/serve-%s.lock",
+		    ss->cfg->spool_directory, ss->auth->name);
+		if ((lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC |
+		    O_NOFOLLOW, 0600)) < 0 || flock(lock, LOCK_EX) < 0) {
+			reply(ss, "454 4.3.0 Sync not available now");
+			if (lock >= 0)
+				close(lock);
+			peer_keys_free(&pk);
+			spool_close(sp);
+			return;
+		}
 	}
 	reply(ss, "220 2.0.0 Go ahead with sync");
 	memset(&x, 0, sizeof(x));
@@ -851,6 +874,7 @@ cmd_sync(struct session *ss)
 		    x.st.down_msgs == 1 ? "" : "s");
 	peer_keys_free(&pk);
 	spool_close(sp);
+	close(lock);
 	/* The stream belonged to the sync protocol: end, saying nothing. */
 	ss->quit = 1;
 }

@@ -268,28 +268,40 @@ site_conf "$RELAY_PORT"
 mkdir -p "$T/att"
 ATT=0
 
-relay_line() { # N: the relay's log line for connection N
-	wait_for 10 bash -c "[ \$(grep -c . $(printf %q "$T/relay.log")) -ge $1 ]" ||
-	    { echo "conn=$1 missing"; return 1; }
+relay_line() { # N: the relay's log line for its connection N
+	wait_for 10 grep -q "^conn=$1 " "$T/relay.log" || { echo "conn=$1 missing"; return 1; }
 	grep "^conn=$1 " "$T/relay.log"
 }
 field() { # LINE NAME
 	local re="(^| )$2=([^ ]*)"
 	[[ $1 =~ $re ]] && echo "${BASH_REMATCH[2]}"
 }
+CONN=0	# the relay's connections so far
 # attempt PLAN [nowait]: one sync through the relay; results in $T/att/N.*
 attempt() {
-	local n t0 t1
+	local n t0 t1 rc
 	ATT=$((ATT + 1))
 	n=$ATT
 	printf '%s\n' "$1" >"$T/relay.plan"
 	t0=$(date +%s%N)
-	timeout -s KILL "$SYNC_LIMIT" "$MGATE" -c "$SITE_CONF" sync \
-	    >"$T/att/$n.out" 2>"$T/att/$n.err"
-	echo $? >"$T/att/$n.rc"
+	for _ in 1 2 3; do
+		rc=0
+		timeout -s KILL "$SYNC_LIMIT" "$MGATE" -c "$SITE_CONF" sync \
+		    >"$T/att/$n.out" 2>"$T/att/$n.err" || rc=$?
+		# 126/127: the binary could not be run at all (a build
+		# directory being relinked): no connection was made; again.
+		[ "$rc" = 126 ] || [ "$rc" = 127 ] || break
+		sleep 2
+	done
+	echo "$rc" >"$T/att/$n.rc"
 	t1=$(date +%s%N)
 	echo $(((t1 - t0) / 1000000)) >"$T/att/$n.ms"
-	relay_line "$n" >"$T/att/$n.relay"
+	if [ "$rc" = 126 ] || [ "$rc" = 127 ]; then
+		echo "conn=none (mgate could not be run)" >"$T/att/$n.relay"
+	else
+		CONN=$((CONN + 1))
+		relay_line "$CONN" >"$T/att/$n.relay"
+	fi
 	rm -f "$T/relay.plan"
 	if [ "${2:-}" != nowait ]; then
 		wait_sessions 20 || diag "attempt $n: the gateway's session still runs after 20 s"
