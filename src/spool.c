@@ -614,39 +614,28 @@ dec_rcpt(const void *p, size_t n, struct mg_rcpt *r,
 	return e == MG_EDATA ? MG_ECORRUPT : e;
 }
 
-struct create_arg {
-	const struct mg_envelope	*env;
-	int				 existed;
-};
-
-static int
-create_fn(struct spool *sp, DB_TXN *txn, void *varg)
+/*
+ * Write a message's record and its recipients' records (all queued)
+ * inside txn: the one way a message enters the database.
+ */
+int
+put_message(struct spool *sp, DB_TXN *txn, const struct mg_envelope *env,
+    u_int32_t msgflags)
 {
-	struct create_arg		*a = varg;
-	const struct mg_envelope	*env = a->env;
-	struct spool_rcpt_state		 rs = { .state = RS_QUEUED };
-	struct mg_buf			 b;
-	unsigned char			 rk[RKEY_LEN];
-	DBT				 key, val;
-	int				 r;
+	struct spool_rcpt_state	 rs = { .state = RS_QUEUED };
+	struct mg_buf		 b;
+	unsigned char		 rk[RKEY_LEN];
+	DBT			 key, val;
+	int			 r = 0;
 
 	mg_buf_init(&b, VAL_MAX);
-	dbt_init(&key, env->qid, MG_QID_LEN);
-	dbt_init(&val, NULL, 0);
-	r = sp->msg->get(sp->msg, txn, &key, &val, DB_RMW);
-	if (r == 0) {
-		a->existed = 1;
-		goto out;
-	}
-	if (r != DB_NOTFOUND)
-		goto out;
-	a->existed = 0;
 	if (enc_msg(&b, env) != MG_OK) {
 		r = EINVAL;
 		goto out;
 	}
+	dbt_init(&key, env->qid, MG_QID_LEN);
 	dbt_init(&val, b.data, b.len);
-	if ((r = sp->msg->put(sp->msg, txn, &key, &val, 0)) != 0)
+	if ((r = sp->msg->put(sp->msg, txn, &key, &val, msgflags)) != 0)
 		goto out;
 	rs.updated = env->arrival;
 	for (size_t i = 0; i < env->nrcpt; i++) {
@@ -664,6 +653,26 @@ create_fn(struct spool *sp, DB_TXN *txn, void *varg)
 out:
 	mg_buf_free(&b);
 	return r;
+}
+
+struct create_arg {
+	const struct mg_envelope	*env;
+	int				 existed;
+};
+
+static int
+create_fn(struct spool *sp, DB_TXN *txn, void *varg)
+{
+	struct create_arg	*a = varg;
+	DBT			 key, val;
+	int			 r;
+
+	dbt_init(&key, a->env->qid, MG_QID_LEN);
+	dbt_init(&val, NULL, 0);
+	r = sp->msg->get(sp->msg, txn, &key, &val, DB_RMW);
+	if ((a->existed = r == 0) || r != DB_NOTFOUND)
+		return r;
+	return put_message(sp, txn, a->env, 0);
 }
 
 enum mg_err

@@ -558,11 +558,7 @@ static int
 import_fn(struct spool *sp, DB_TXN *txn, void *varg)
 {
 	struct import_arg	*a = varg;
-	struct spool_rcpt_state	 rs = { .state = RS_QUEUED };
-	struct mg_buf		 b;
 	char			 k[600];
-	unsigned char		 rk[RKEY_LEN];
-	DBT			 key, val;
 	int			 r, existed;
 
 	a->created = 0;
@@ -571,43 +567,19 @@ import_fn(struct spool *sp, DB_TXN *txn, void *varg)
 		return r;
 	if ((a->seen_bundle = existed))
 		return 0;
-	mg_buf_init(&b, VAL_MAX);
 	for (size_t i = 0; i < a->n; i++) {
 		const struct mg_envelope *env = &a->msgs[i];
 
 		snprintf(k, sizeof(k), "msg:%s:%s", a->peer, env->peer_qid);
 		if ((r = seen_put(sp, txn, k, &existed)) != 0)
-			goto out;
+			return r;
 		if ((a->dup[i] = existed))
 			continue;
-		mg_buf_reset(&b);
-		if (enc_msg(&b, env) != MG_OK) {
-			r = EINVAL;
-			goto out;
-		}
-		dbt_init(&key, env->qid, MG_QID_LEN);
-		dbt_init(&val, b.data, b.len);
-		if ((r = sp->msg->put(sp->msg, txn, &key, &val,
-		    DB_NOOVERWRITE)) != 0)
-			goto out;
-		rs.updated = env->arrival;
-		for (size_t j = 0; j < env->nrcpt; j++) {
-			mg_buf_reset(&b);
-			if (enc_rcpt(&b, &env->rcpts[j], &rs) != MG_OK) {
-				r = EINVAL;
-				goto out;
-			}
-			rcpt_key(rk, env->qid, j);
-			dbt_init(&key, rk, sizeof(rk));
-			dbt_init(&val, b.data, b.len);
-			if ((r = sp->rcpt->put(sp->rcpt, txn, &key, &val, 0)))
-				goto out;
-		}
+		if ((r = put_message(sp, txn, env, DB_NOOVERWRITE)) != 0)
+			return r;
 		a->created++;
 	}
-out:
-	mg_buf_free(&b);
-	return r;
+	return 0;
 }
 
 enum mg_err

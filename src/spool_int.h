@@ -47,5 +47,7 @@ enum mg_err enc_rcpt(struct mg_buf *, const struct mg_rcpt *,
 enum mg_err dec_rcpt(const void *, size_t, struct mg_rcpt *,
 	    struct spool_rcpt_state *);
 int	pickup_lock(struct spool *);
+int	put_message(struct spool *, DB_TXN *, const struct mg_envelope *,
+	    u_int32_t msgflags);
 
 #endif
