@@ -2,8 +2,10 @@
  * cmd_daemon.c - `mgate daemon': the gateway's delivery engine.
  *
  * Setup reads as a checklist: parse the command line, load the
- * configuration, check the spool opens, then run queue passes until
- * told to stop.  SIGTERM and SIGINT end the loop after the current pass
+ * configuration, bind the listener's sockets and read its TLS key
+ * (root's part), drop privileges to daemon_user, check the spool opens,
+ * take the queue runner's lock, then run queue passes until told to
+ * stop.  SIGTERM and SIGINT end the loop after the current pass
  * (workers finish their transactions); SIGHUP starts a pass now.
  * With --once, one pass and exit: for tests and cron.
  */
@@ -21,6 +23,7 @@
 #include "mgate/cmd.h"
 #include "mgate/deliver.h"
 #include "mgate/log.h"
+#include "mgate/privdrop.h"
 #include "mgate/smtp_server.h"
 #include "mgate/spool.h"
 
@@ -69,6 +72,7 @@ cmd_daemon(struct cmd_ctx *ctx, int argc, char **argv)
 	enum mg_err		 e;
 	int			 once = 0, rc = EX_OK;
 	pid_t			 listener = -1;
+	struct smtpd_listener	*lsn = NULL;
 	int			 lock = -1;
 
 	for (int i = 0; i < argc; i++) {
@@ -81,6 +85,22 @@ cmd_daemon(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	if ((cfg = cmd_load_config(ctx)) == NULL)
 		return EX_CONFIG;
+	if (cfg->smtpd_listen && !once &&
+	    (e = smtpd_listen_open(cfg, &lsn, err, sizeof(err))) != MG_OK) {
+		cmd_die_msg(ctx, "%s", err);
+		rc = mg_err_exit(e);
+		goto out;
+	}
+	if (cfg->daemon_user) {
+		if ((e = priv_drop(cfg->daemon_user, cfg->spool_directory, err,
+		    sizeof(err))) != MG_OK) {
+			cmd_die_msg(ctx, "%s", err);
+			rc = mg_err_exit(e);
+			goto out;
+		}
+	} else if (geteuid() == 0)
+		mg_warn("daemon: running as root: set daemon_user to the "
+		    "user that owns %s", cfg->spool_directory);
 	if ((e = spool_open(cfg->spool_directory, SPOOL_CREATE, &sp, err,
 	    sizeof(err))) != MG_OK) {
 		cmd_die_msg(ctx, "%s", err);
@@ -107,19 +127,19 @@ cmd_daemon(struct cmd_ctx *ctx, int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	mg_info("daemon: started, spool %s", cfg->spool_directory);
-	if (cfg->smtpd_listen && !once) {
+	if (lsn) {
 		/* The listener runs beside the queue runs, in its own process. */
 		fflush(NULL);
 		if ((listener = fork()) == 0) {
-			if (smtpd_run(cfg, &stop, err, sizeof(err)) != MG_OK) {
-				mg_error("smtpd: %s", err);
-				_exit(EX_CONFIG);
-			}
+			smtpd_serve(lsn, cfg, &stop);
 			_exit(EX_OK);
 		}
 		if (listener < 0)
 			mg_error("daemon: cannot start the SMTP listener: %s",
 			    strerror(errno));
+		/* The queue runner's workers must not hold the sockets. */
+		smtpd_listener_free(lsn);
+		lsn = NULL;
 	}
 	while (!stop) {
 		/* Mail submitted on the gateway itself goes out too. */
@@ -160,6 +180,7 @@ cmd_daemon(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	mg_info("daemon: stopped");
 out:
+	smtpd_listener_free(lsn);
 	if (lock >= 0)
 		close(lock);
 	spool_close(sp);

@@ -125,6 +125,9 @@ static const struct ckey global_keys[] = {
 	  NULL, "how often the daemon looks for due deliveries" },
 	{ "max_received_headers", CT_UINT, G(max_received_headers), "50", 1,
 	  1000, NULL, "more Received: fields than this is a loop" },
+	{ "daemon_user", CT_STR, G(daemon_user), NULL, 0, 0, NULL,
+	  "gateway: user `mgate daemon' runs as once its sockets are bound "
+	  "(it must own the spool)" },
 	{ "smtpd_listen", CT_STR, G(smtpd_listen), NULL, 0, 0, NULL,
 	  "gateway: SMTP listener addresses, address:port, comma-separated" },
 	{ "smtpd_tls_cert_file", CT_PATH, G(smtpd_tls_cert_file), NULL, 0, 0,

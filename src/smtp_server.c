@@ -93,6 +93,12 @@ reply(struct session *ss, const char *fmt, ...)
 		return;
 	if ((size_t)n > sizeof(line) - 3)
 		n = (int)sizeof(line) - 3;
+	/* Text echoed from the client (a parameter name) may hold a bare
+	 * CR or other control bytes: never let it break the reply line. */
+	for (int i = 0; i < n; i++)
+		if (((unsigned char)line[i] < 0x20 && line[i] != '\t') ||
+		    line[i] == 0x7f)
+			line[i] = '?';
 	memcpy(line + n, "\r\n", 2);
 	mg_stream_write(ss->s, line, (size_t)n + 2);
 	mg_stream_flush(ss->s);
@@ -244,7 +250,7 @@ cmd_mail(struct session *ss, char *arg)
 		reply(ss, "501 5.1.7 Bad sender address syntax");
 		return;
 	}
-	memset(&ss->env, 0, sizeof(ss->env));
+	reset_txn(ss);	/* what a refused MAIL left (ENVID, SIZE) */
 	ss->env.priority = MG_PRIO_NORMAL;
 	while ((k = next_param(&params, &v)) != NULL) {
 		if (!strcasecmp(k, "SIZE") && v) {
@@ -1033,49 +1039,79 @@ bad:
 	return -1;
 }
 
+struct smtpd_listener {
+	struct tls_server_ctx	*tls;
+	struct pollfd		 pfd[MAX_LISTEN];
+	size_t			 nl;
+};
+
+void
+smtpd_listener_free(struct smtpd_listener *l)
+{
+	if (l == NULL)
+		return;
+	for (size_t i = 0; i < l->nl; i++)
+		close(l->pfd[i].fd);
+	tls_server_ctx_free(l->tls);
+	free(l);
+}
+
 enum mg_err
-smtpd_run(const struct mg_config *cfg, volatile sig_atomic_t *stop,
+smtpd_listen_open(const struct mg_config *cfg, struct smtpd_listener **out,
     char *err, size_t errlen)
 {
-	struct tls_server_ctx	*tls = NULL;
-	struct pollfd		 pfd[MAX_LISTEN];
+	struct smtpd_listener	*l;
 	char			 list[1024], *tok, *save = NULL;
-	size_t			 nl = 0, running = 0;
 	enum mg_err		 e;
 
-	daemon_pid = getppid();
+	*out = NULL;
+	if ((l = calloc(1, sizeof(*l))) == NULL) {
+		snprintf(err, errlen, "smtpd: out of memory");
+		return MG_ENOMEM;
+	}
 	if (cfg->smtpd_tls_cert_file && cfg->smtpd_tls_key_file &&
 	    (e = tls_server_ctx_new(cfg->smtpd_tls_cert_file,
-	    cfg->smtpd_tls_key_file, &tls, err, errlen)) != MG_OK)
+	    cfg->smtpd_tls_key_file, &l->tls, err, errlen)) != MG_OK) {
+		free(l);
 		return e;
+	}
 	snprintf(list, sizeof(list), "%s", cfg->smtpd_listen);
-	for (tok = strtok_r(list, ", ", &save); tok && nl < MAX_LISTEN;
+	for (tok = strtok_r(list, ", ", &save); tok && l->nl < MAX_LISTEN;
 	    tok = strtok_r(NULL, ", ", &save)) {
-		if ((pfd[nl].fd = bind_one(tok, err, errlen)) < 0) {
-			while (nl > 0)
-				close(pfd[--nl].fd);
-			tls_server_ctx_free(tls);
+		if ((l->pfd[l->nl].fd = bind_one(tok, err, errlen)) < 0) {
+			smtpd_listener_free(l);
 			return MG_ECONFIG;
 		}
-		pfd[nl++].events = POLLIN;
+		l->pfd[l->nl++].events = POLLIN;
 	}
-	mg_info("smtpd: listening on %s%s", cfg->smtpd_listen, tls ?
+	*out = l;
+	return MG_OK;
+}
+
+void
+smtpd_serve(struct smtpd_listener *l, const struct mg_config *cfg,
+    volatile sig_atomic_t *stop)
+{
+	size_t	running = 0;
+
+	daemon_pid = getppid();
+	mg_info("smtpd: listening on %s%s", cfg->smtpd_listen, l->tls ?
 	    " (STARTTLS)" : "");
 	while (!*stop) {
 		while (waitpid(-1, NULL, WNOHANG) > 0)
 			running--;
-		if (poll(pfd, nl, 1000) <= 0)
+		if (poll(l->pfd, l->nl, 1000) <= 0)
 			continue;
-		for (size_t i = 0; i < nl; i++) {
+		for (size_t i = 0; i < l->nl; i++) {
 			struct sockaddr_storage	sa;
 			socklen_t		sl = sizeof(sa);
 			char			host[INET6_ADDRSTRLEN + 8] = "?";
 			pid_t			pid;
 			int			c;
 
-			if (!(pfd[i].revents & POLLIN))
+			if (!(l->pfd[i].revents & POLLIN))
 				continue;
-			if ((c = accept4(pfd[i].fd, (struct sockaddr *)&sa,
+			if ((c = accept4(l->pfd[i].fd, (struct sockaddr *)&sa,
 			    &sl, SOCK_CLOEXEC)) < 0)
 				continue;
 			getnameinfo((struct sockaddr *)&sa, sl, host + 1,
@@ -1092,10 +1128,10 @@ smtpd_run(const struct mg_config *cfg, volatile sig_atomic_t *stop,
 				continue;
 			}
 			if ((pid = fork()) == 0) {
-				for (size_t k = 0; k < nl; k++)
-					close(pfd[k].fd);
+				for (size_t k = 0; k < l->nl; k++)
+					close(l->pfd[k].fd);
 				signal(SIGTERM, SIG_DFL);
-				smtpd_session(cfg, tls, c, host);
+				smtpd_session(cfg, l->tls, c, host);
 				_exit(0);
 			}
 			if (pid > 0)
@@ -1103,8 +1139,18 @@ smtpd_run(const struct mg_config *cfg, volatile sig_atomic_t *stop,
 			close(c);
 		}
 	}
-	for (size_t i = 0; i < nl; i++)
-		close(pfd[i].fd);
-	tls_server_ctx_free(tls);
+}
+
+enum mg_err
+smtpd_run(const struct mg_config *cfg, volatile sig_atomic_t *stop,
+    char *err, size_t errlen)
+{
+	struct smtpd_listener	*l;
+	enum mg_err		 e;
+
+	if ((e = smtpd_listen_open(cfg, &l, err, errlen)) != MG_OK)
+		return e;
+	smtpd_serve(l, cfg, stop);
+	smtpd_listener_free(l);
 	return MG_OK;
 }

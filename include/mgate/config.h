@@ -79,6 +79,7 @@ struct mg_config {
 	uint64_t	 maximal_queue_lifetime;
 	uint64_t	 queue_run_interval;
 	uint64_t	 max_received_headers;
+	char		*daemon_user;
 	char		*smtpd_listen;
 	char		*smtpd_tls_cert_file;
 	char		*smtpd_tls_key_file;

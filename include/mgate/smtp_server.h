@@ -16,10 +16,20 @@
 #include "mgate/config.h"
 #include "mgate/err.h"
 
+struct smtpd_listener;
+
 /*
- * Bind every smtpd_listen address, then accept until *stop is set,
- * one process per session (at most smtpd_max_sessions).
+ * Load the TLS certificate and key and bind every smtpd_listen address:
+ * the part that needs root, done before the daemon drops privileges.
  */
+enum mg_err smtpd_listen_open(const struct mg_config *,
+	    struct smtpd_listener **, char *errbuf, size_t errlen);
+/* Accept until *stop is set, one process per session (at most
+ * smtpd_max_sessions). */
+void	smtpd_serve(struct smtpd_listener *, const struct mg_config *,
+	    volatile sig_atomic_t *stop);
+void	smtpd_listener_free(struct smtpd_listener *);
+/* smtpd_listen_open, smtpd_serve, free. */
 enum mg_err smtpd_run(const struct mg_config *, volatile sig_atomic_t *stop,
 	    char *errbuf, size_t errlen);
 /* One session on a connected socket (the listener calls it in a child). */
