@@ -630,6 +630,10 @@ bundle_enc_status(struct bundle_enc *enc, const struct bundle_status *st)
 		e = mg_buf_put_str(b, BF_DIAG, st->diag);
 	if (e == MG_OK)
 		e = mg_buf_put_field_u64(b, BF_TIME, (uint64_t)st->time);
+	if (e == MG_OK && st->next_hop_dsn) {
+		u8 = 1;
+		e = mg_buf_put_field(b, BF_NEXT_HOP_DSN, &u8, 1);
+	}
 	if (e != MG_OK)
 		return enc_fail(enc, e, "status for %s: record too large",
 		    st->qid);

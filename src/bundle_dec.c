@@ -341,6 +341,18 @@ rec_status(struct bundle_dec *d, struct mg_rd *r)
 	    rd_str(d, r, BF_DIAG, &st.diag) != MG_OK ||
 	    rd_u64(d, r, BF_TIME, &t) != MG_OK)
 		return d->err;
+	/* Optional, present only when set. */
+	if (!mg_rd_eof(r) && rd_peek(r) == BF_NEXT_HOP_DSN) {
+		uint8_t flag;
+
+		if (rd_u8(d, r, BF_NEXT_HOP_DSN, &flag) != MG_OK)
+			return d->err;
+		if (flag != 1)
+			return dec_fail(d, MG_EDATA, "status record %llu: "
+			    "next-hop DSN flag %u", (unsigned long long)
+			    d->records, flag);
+		st.next_hop_dsn = 1;
+	}
 	if (!mg_rd_eof(r))
 		return dec_fail(d, MG_EDATA, "status record %llu: unexpected "
 		    "field 0x%02x", (unsigned long long)d->records,

@@ -161,6 +161,7 @@ record(struct spool *sp, const struct mg_config *cfg,
 		bs.remote = rr.remote;
 		bs.diag = rr.text;
 		bs.time = now;
+		bs.next_hop_dsn = rr.cls == MG_R_OK && rr.next_hop_dsn;
 		if (packer_status_encode(&b, &bs) != MG_OK)
 			b.len = 0;
 	}

@@ -87,7 +87,7 @@ dsn_deliver(const struct mg_config *cfg, const struct spool_msg *m,
     size_t n, char *err, size_t errlen)
 {
 	static const char *const action[] = { "failed", "delayed",
-		"delivered" };
+		"delivered", "relayed" };
 	struct local_dest	*d = NULL;
 	char			 date[64], stamp[32], arr[64], txt[1024];
 	char			 boundary[64];
@@ -133,8 +133,12 @@ dsn_deliver(const struct mg_config *cfg, const struct spool_msg *m,
 		    "recipients.\nThe reasons are below; the message is "
 		    "attached." : act == DSN_DELAYED ? "Your message has not "
 		    "been delivered yet to the recipients below.\nThe gateway "
-		    "keeps trying; you need not send it again." : "Your "
-		    "message was delivered to the recipients below.");
+		    "keeps trying; you need not send it again." : act ==
+		    DSN_RELAYED ? "Your message was delivered to the mail "
+		    "servers of the recipients below.\nThose servers do not "
+		    "send delivery reports: this is the last report you will "
+		    "get." : "Your message was delivered to the recipients "
+		    "below.");
 	for (size_t i = 0; i < n && e == MG_OK; i++) {
 		clean(rc[i].diag, txt, sizeof(txt));
 		e = put(d, "<%s>: %s\n", m->env.rcpts[rc[i].idx].addr, txt);

@@ -80,7 +80,8 @@ packer_status_encode(struct mg_buf *b, const struct bundle_status *st)
 	    (e = mg_buf_put_str(b, 'c', st->status)) ||
 	    (e = mg_buf_put_str(b, 'h', st->remote)) ||
 	    (e = mg_buf_put_str(b, 'd', st->diag)) ||
-	    (e = mg_buf_put_field_u64(b, 't', (uint64_t)st->time)))
+	    (e = mg_buf_put_field_u64(b, 't', (uint64_t)st->time)) ||
+	    (st->next_hop_dsn && (e = mg_buf_put_field_u64(b, 'D', 1))))
 		return e;
 	return MG_OK;
 }
@@ -284,6 +285,11 @@ outbox_fn(const void *rec, size_t len, void *varg)
 			if (mg_field_u64(v, vn, &u) != MG_OK)
 				goto bad;
 			st.time = (int64_t)u;
+			break;
+		case 'D':
+			if (mg_field_u64(v, vn, &u) != MG_OK)
+				goto bad;
+			st.next_hop_dsn = u != 0;
 			break;
 		default:
 			break;

@@ -55,6 +55,7 @@ mg_result_set(struct mg_result *r, enum mg_rclass cls, int code,
 
 	r->cls = cls;
 	r->code = code;
+	r->next_hop_dsn = 0;
 	snprintf(r->status, sizeof(r->status), "%s", status ? status : "");
 	snprintf(r->remote, sizeof(r->remote), "%s", remote ? remote : "");
 	va_start(ap, fmt);
@@ -749,9 +750,11 @@ data_reply:
 		goto lost;
 	default_status(code, st, sizeof(st));
 	for (size_t i = 0; i < n; i++)
-		if (rok[i])
+		if (rok[i]) {
 			mg_result_set(&res[i], cls_of(code), code, st,
 			    ss->remote, "%d %s %s", code, st, text);
+			res[i].next_hop_dsn = (ss->ext & SMTP_EXT_DSN) != 0;
+		}
 	if (code == 421)
 		goto gone;
 	goto out;

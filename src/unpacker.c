@@ -37,6 +37,7 @@ struct staged_status {
 	char	*status;
 	char	*remote;
 	char	*diag;
+	int	 next_hop_dsn;
 };
 
 struct unpack {
@@ -220,6 +221,7 @@ cb_status(void *arg, const struct bundle_status *bs)
 	s->remote = strdup(bs->remote);
 	s->diag = strdup(bs->diag);
 	s->state = st;
+	s->next_hop_dsn = bs->next_hop_dsn;
 	u->nst++;
 	if (!s->qid || !s->rcpt || !s->text || !s->status || !s->remote ||
 	    !s->diag)
@@ -275,19 +277,26 @@ apply_acks(struct unpack *u)
 	}
 }
 
-/* Which report a recipient asked for on this outcome, if any. */
+/*
+ * Which report a recipient asked for on this outcome, if any.  The
+ * gateway always hands mail to another MTA, so success is "relayed"
+ * (RFC 3461 6.2.2.2): reported here only when that MTA did not offer
+ * DSN; when it did, NOTIFY went along and the success report is its
+ * job, and a second one from us would be a duplicate.
+ */
 static int
-wants_dsn(const struct mg_rcpt *r, int state, enum dsn_action *act)
+wants_dsn(const struct mg_rcpt *r, const struct staged_status *s,
+    enum dsn_action *act)
 {
 	if (r->notify & MG_NOTIFY_NEVER)
 		return 0;
-	switch (state) {
+	switch (s->state) {
 	case RS_BOUNCED:
 		*act = DSN_FAILED;
 		return r->notify == 0 || (r->notify & MG_NOTIFY_FAILURE);
 	case RS_DELIVERED:
-		*act = DSN_DELIVERED;
-		return (r->notify & MG_NOTIFY_SUCCESS) != 0;
+		*act = DSN_RELAYED;
+		return (r->notify & MG_NOTIFY_SUCCESS) && !s->next_hop_dsn;
 	case RS_DEFERRED:
 		*act = DSN_DELAYED;
 		return (r->notify & MG_NOTIFY_DELAY) != 0;
@@ -317,7 +326,7 @@ apply_statuses(struct unpack *u)
 	    (acts = calloc(u->nst, sizeof(*acts))) == NULL)
 		goto out;
 	for (size_t i = 0; i < u->nst; i++) {
-		size_t nd[3] = { 0, 0, 0 };
+		size_t nd[DSN_NACTIONS] = { 0 };
 
 		if (done[i])
 			continue;
@@ -350,8 +359,15 @@ apply_statuses(struct unpack *u)
 			    s->rcpt, rcpt_state_name(s->state), s->text,
 			    u->res->peer);
 			u->res->nstatus++;
-			if (!wants_dsn(&m.env.rcpts[k], s->state, &act))
+			if (!wants_dsn(&m.env.rcpts[k], s, &act)) {
+				if (s->next_hop_dsn && s->state == RS_DELIVERED
+				    && (m.env.rcpts[k].notify &
+				    MG_NOTIFY_SUCCESS))
+					mg_info("%s: to=<%s>: success report "
+					    "left to %s, which took NOTIFY",
+					    s->qid, s->rcpt, s->remote);
 				continue;
+			}
 			/* Grouped by action: dr[] holds three runs. */
 			acts[j] = (int)act;
 			dr[j].idx = k;
@@ -360,7 +376,7 @@ apply_statuses(struct unpack *u)
 			dr[j].diag = s->diag;
 			nd[act]++;
 		}
-		for (int act = 0; act < 3; act++) {
+		for (int act = 0; act < DSN_NACTIONS; act++) {
 			struct dsn_rcpt	*grp;
 			size_t		 g = 0;
 
@@ -382,7 +398,8 @@ apply_statuses(struct unpack *u)
 				mg_info("%s: sender delivery report (%s) "
 				    "delivered to %s", m.env.qid, act ==
 				    DSN_FAILED ? "failed" : act == DSN_DELAYED ?
-				    "delayed" : "delivered", m.env.user);
+				    "delayed" : act == DSN_RELAYED ? "relayed" :
+				    "delivered", m.env.user);
 			free(grp);
 		}
 		spool_msg_free(&m);

@@ -14,9 +14,12 @@
 #       Remote-MTA; bob not in it; the returned message attached.
 #   M2  -f '<>' -> nobody@: bounced, no DSN (never bounce a bounce).
 #   M3  -N never -> nobody@: bounced, no DSN.
-#   M4  -N success -> bob@: delivered, a success DSN (Action: delivered,
-#       Status 2.x.x).
+#   M4  -N success -> bob@ at an MX that offers DSN: delivered, with
+#       NOTIFY=SUCCESS passed on, so the MX writes the success report
+#       (its log says so) and the site writes none (RFC 3461 6.2).
 #   M5  -N success -> nobody@: bounced, no DSN (failure was not asked for).
+#   M6  -N success -> bob@ once the MX no longer offers DSN: a success
+#       DSN from the site with Action: relayed, Status 2.x.x.
 # Then further syncs (and a queue run) work and bring no second report:
 # the number of files in the Maildir stays 2; and every `mgate serve'
 # session ended by itself (status 0), none killed by a signal.
@@ -122,7 +125,22 @@ is "$(site_state "$M2" nobody@example.net)" bounced "M2 (null sender): bounced a
 is "$(site_state "$M3" nobody@example.net)" bounced "M3 (NOTIFY=NEVER): bounced at the site"
 is "$(site_state "$M4" bob@example.net)" delivered "M4 (NOTIFY=SUCCESS): delivered at the site"
 is "$(site_state "$M5" nobody@example.net)" bounced "M5 (NOTIFY=SUCCESS): bounced at the site"
-is "$(nreports)" 2 "exactly two reports: M1's failure and M4's success"
+is "$(nreports)" 1 "exactly one report: M1's failure (M4's success is the MX's to report)"
+like "$(grep -h 'sender delivery status notification' "$MX/log/maillog" 2>/dev/null | head -n 1)" . \
+    "the MX, which offered DSN and got NOTIFY=SUCCESS, sent M4's success report itself"
+
+# M6: the MX stops offering DSN; a success there is "relayed", reported by the site.
+postconf -c "$MX/conf" -e 'smtpd_discard_ehlo_keywords = dsn' &&
+    "$POSTFIX_INSTANCE" reload "$MX" >/dev/null 2>&1 || BAIL_OUT "postfix reconfigure failed"
+printf 'From: Skipper <root@example.org>\nSubject: T71-M6\n\nmessage M6\n' >"$T/m6.msg"
+M6=$(queue_site "$T/m6.msg" -i -N success bob@example.net)
+ok "M6 queued" test -n "$M6"
+ok "sync: M6 to the gateway" site sync
+ok "the daemon delivers M6" gw daemon --once
+wait_for 30 postfix_idle || diag "Postfix's queue is not empty"
+ok "sync: M6's status comes back" site sync
+is "$(site_state "$M6" bob@example.net)" delivered "M6 (NOTIFY=SUCCESS, MX without DSN): delivered at the site"
+is "$(nreports)" 2 "two reports now: M1's failure and M6's success"
 
 # ---------------------------------------------------------------------------
 # Parse every report with Python's email package.
@@ -157,7 +175,7 @@ is "$RUN_STATUS" 0 "Python's email package parses the reports"
 [ "$RUN_STATUS" = 0 ] || diag "$RUN_STDERR"
 PARSED=$RUN_STDOUT
 fail_dsn=$(jq -c 'select(.returned == "T71-M1")' <<<"$PARSED")
-succ_dsn=$(jq -c 'select(.returned == "T71-M4")' <<<"$PARSED")
+succ_dsn=$(jq -c 'select(.returned == "T71-M6")' <<<"$PARSED")
 diag "failure report: $(jq -c '{type, report_type, recipients}' <<<"$fail_dsn" 2>/dev/null)"
 diag "success report: $(jq -c '{type, report_type, recipients}' <<<"$succ_dsn" 2>/dev/null)"
 
@@ -178,12 +196,13 @@ like "$(f '.recipients[0]["Diagnostic-Code"] // ""')" '^smtp; 550 5\.1\.1 .*User
 like "$(f '.recipients[0]["Remote-MTA"] // ""')" 'mx\.example\.net' "M1's report: Remote-MTA is the MX"
 
 s() { jq -r "$1" <<<"$succ_dsn" 2>/dev/null; }
-is "$(s .type)" multipart/report "M4's report: multipart/report"
-is "$(s '.recipients | length')" 1 "M4's report: one recipient"
-is "$(s '.recipients[0]["Final-Recipient"] // ""')" "rfc822; bob@example.net" "M4's report: Final-Recipient"
-is "$(s '.recipients[0].Action // ""')" delivered "M4's report: Action: delivered"
-like "$(s '.recipients[0].Status // ""')" '^2\.[0-9]+\.[0-9]+$' "M4's report: Status 2.x.x"
-unlike "$PARSED" 'T71-M[235]' "no report for M2 (null sender), M3 (NEVER), M5 (SUCCESS only)"
+is "$(s .type)" multipart/report "M6's report: multipart/report"
+is "$(s '.recipients | length')" 1 "M6's report: one recipient"
+is "$(s '.recipients[0]["Final-Recipient"] // ""')" "rfc822; bob@example.net" "M6's report: Final-Recipient"
+is "$(s '.recipients[0].Action // ""')" relayed "M6's report: Action: relayed (the MX offered no DSN)"
+like "$(s '.recipients[0].Status // ""')" '^2\.[0-9]+\.[0-9]+$' "M6's report: Status 2.x.x"
+like "$(s '.recipients[0]["Remote-MTA"] // ""')" 'mx\.example\.net' "M6's report: Remote-MTA is the MX"
+unlike "$PARSED" 'T71-M[2345]' "no report for M2 (null sender), M3 (NEVER), M4 (the MX reports), M5 (SUCCESS only)"
 
 # ---------------------------------------------------------------------------
 # No storm: more syncs and queue runs add nothing.
@@ -193,7 +212,7 @@ ok "the daemon runs again" gw daemon --once
 wait_for 30 postfix_idle || diag "Postfix's queue is not empty"
 ok "sync 4" site sync
 is "$(nreports)" 2 "after two more syncs: still exactly two reports"
-is "$(find "$MX/mail" -type f -path '*/new/*' | wc -l)" 2 "the MX has still only the two messages for bob"
+is "$(find "$MX/mail" -type f -path '*/new/*' | wc -l)" 3 "the MX has still only the three messages for bob"
 # A serve killed by a signal (say SIGPIPE after the site hung up) leaves
 # its spool handles behind for the next process to clean up.
 unlike "$(cat "$T/serve.log")" 'signal=' "every mgate serve session ended by itself, none by a signal"

@@ -101,6 +101,11 @@ struct bundle_status {
 	const char	*remote;	/* remote host, or "" */
 	const char	*diag;		/* diagnostic text, or "" */
 	int64_t		 time;		/* seconds since the epoch */
+	/*
+	 * Delivered to a server that offered DSN and was given NOTIFY: it
+	 * sends any success report itself, the site must not (field D).
+	 */
+	int		 next_hop_dsn;
 };
 
 struct bundle_ack {
@@ -266,6 +271,7 @@ enum bundle_field {
 	BF_RCPT = 'R', BF_NOTIFY = 'n', BF_ORCPT = 'o', BF_SIZE = 's',
 	BF_STATE = 'S', BF_STATUS = 'c', BF_REMOTE = 'h', BF_DIAG = 'd',
 	BF_TIME = 't', BF_BUNDLE_ID = 'b', BF_MSG_ID = 'm', BF_COUNT = 'N',
+	BF_NEXT_HOP_DSN = 'D',
 };
 
 int	bundle_kdf(const unsigned char *shared, const unsigned char *eph_pub,

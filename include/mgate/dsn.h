@@ -17,7 +17,12 @@
 #include "mgate/err.h"
 #include "mgate/spool.h"
 
-enum dsn_action { DSN_FAILED, DSN_DELAYED, DSN_DELIVERED };
+/*
+ * RELAYED: handed to an MTA that offered no DSN extension, so this is
+ * the last word the sender gets (RFC 3464 2.3.3).
+ */
+enum dsn_action { DSN_FAILED, DSN_DELAYED, DSN_DELIVERED, DSN_RELAYED,
+	DSN_NACTIONS };
 
 struct dsn_rcpt {
 	size_t		 idx;		/* recipient index in the message */

@@ -16,6 +16,12 @@ struct mg_result {
 	char		status[16];	/* RFC 3463 "5.1.1" */
 	char		remote[300];	/* "mx.example.net[192.0.2.1]" or "" */
 	char		text[512];	/* one line, printable */
+	/*
+	 * 2xx from a server that offered the DSN extension, so NOTIFY went
+	 * on with the message and success reports are its job now
+	 * (RFC 3461 6.2); mg_result_set clears it.
+	 */
+	int		next_hop_dsn;
 };
 
 void	mg_result_set(struct mg_result *, enum mg_rclass, int code,

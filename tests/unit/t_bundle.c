@@ -486,7 +486,7 @@ test_records(void)
 	struct bundle_enc	*enc = NULL;
 	struct bundle_status	 st = { "Q77", "x@example.com",
 				    BUNDLE_ST_FAILED, "5.1.1", "mx.example.com",
-				    "550 5.1.1 no such user", 1700000123 };
+				    "550 5.1.1 no such user", 1700000123, 0 };
 	static const unsigned char bids[2][BUNDLE_ID_LEN] = {
 		{ 1, 2, 3 }, { 4, 5, 6 } };
 	static const char *const mids[] = { "Q1", "Q2", "Q3" };
@@ -523,6 +523,28 @@ test_records(void)
 	    "state name");
 	got_free(&g);
 	mg_buf_free(&b);
+
+	/* The next-hop DSN flag: absent unless set, and read back. */
+	mg_buf_init(&b, 1 << 20);
+	e = bundle_enc_new(&pp, sink_buf, &b, &enc);
+	st.state = BUNDLE_ST_DELIVERED;
+	st.next_hop_dsn = 1;
+	if (e == MG_OK)
+		e = bundle_enc_status(enc, &st);
+	if (e == MG_OK)
+		e = bundle_enc_finish(enc);
+	bundle_enc_free(enc);
+	got_init(&g);
+	if (e == MG_OK)
+		e = decode(b.data, b.len, NULL, 0, &g, NULL, msg, sizeof(msg),
+		    NULL);
+	is_int(e, MG_OK, "decode a STATUS with the next-hop DSN flag %s", msg);
+	ok(g.nstatus == 1 && g.st.state == BUNDLE_ST_DELIVERED &&
+	    g.st.next_hop_dsn == 1, "status: next-hop DSN flag read back");
+	got_free(&g);
+	mg_buf_free(&b);
+	st.next_hop_dsn = 0;
+	st.state = BUNDLE_ST_FAILED;
 
 	/* An empty bundle (END only) is valid. */
 	mg_buf_init(&b, 1 << 20);
@@ -1222,7 +1244,7 @@ golden_bundle(struct mg_buf *b)
 				    BUNDLE_ST_DEFERRED, "4.2.0",
 				    "mx.example.net",
 				    "451 4.2.0 greylisted, try later",
-				    1700000100 };
+				    1700000100, 0 };
 	static const unsigned char bid[1][BUNDLE_ID_LEN] = { { 0xb1 } };
 	static const char *const mids[] = { "SITE5" };
 	struct bundle_ack	 a = { bid, 1, mids, 1 };
@@ -1303,7 +1325,7 @@ fuzz_seeds(void)
 	struct bundle_enc_params pp;
 	struct bundle_enc	*enc = NULL;
 	struct bundle_status	 st = { "S1", "r@x", BUNDLE_ST_DELIVERED,
-				    "2.0.0", "mx", "250 ok", 1 };
+				    "2.0.0", "mx", "250 ok", 1, 0 };
 	static const char *const mids[] = { "A", "B" };
 	struct bundle_ack	 a = { NULL, 0, mids, 2 };
 	struct mg_buf		 b;
