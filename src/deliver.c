@@ -248,6 +248,49 @@ policy_for(const struct mg_config *cfg, const char *domain)
 	return cfg->smtp_tls_policy;
 }
 
+/* The transaction whose final dot is about to go out. */
+struct inflight {
+	struct spool	*sp;
+	const char	*qid;
+	const size_t	*idx;
+	size_t		 n;
+};
+
+/*
+ * From the final dot until the outcome's commit, a kill means the MX
+ * may have the mail while we do not know it: mark the recipients, so
+ * that the next attempt can say it may be a repeat.
+ */
+static void
+mark_inflight(void *arg)
+{
+	struct inflight *f = arg;
+
+	if (spool_rcpt_inflight(f->sp, f->qid, f->idx, f->n,
+	    (uint64_t)time(NULL)) != MG_OK)
+		mg_warn("%s: cannot mark the delivery in progress; a kill "
+		    "now could repeat it unannounced", f->qid);
+}
+
+/* Say so when an earlier attempt was cut off after its final dot. */
+static void
+warn_repeats(const struct spool_msg *m, const size_t *idx, size_t k,
+    const char *domain)
+{
+	for (size_t i = 0; i < k; i++) {
+		const struct spool_rcpt_state *rs = &m->rs[idx[i]];
+
+		if (rs->inflight == 0)
+			continue;
+		mg_warn("%s: to=<%s>, possible repeat: an earlier delivery to "
+		    "%s was cut off after the end of data (%llu s ago); if "
+		    "that server had accepted it, the recipient gets the "
+		    "message twice", m->env.qid, m->env.rcpts[idx[i]].addr,
+		    domain, (unsigned long long)((uint64_t)time(NULL) >
+		    rs->inflight ? (uint64_t)time(NULL) - rs->inflight : 0));
+	}
+}
+
 /* A worker: every job with this domain and worker number. */
 static int
 worker(const struct mg_config *cfg, struct job *jobs, size_t n,
@@ -258,6 +301,7 @@ worker(const struct mg_config *cfg, struct job *jobs, size_t n,
 	struct dns_cfg		 dc;
 	struct dns_route	 route;
 	struct smtp_params	 sp_;
+	struct inflight		 fl;
 	struct smtp_session	*ss = NULL;
 	struct spool_msg	 m;
 	struct mg_result	 fail, *res = NULL;
@@ -286,6 +330,10 @@ worker(const struct mg_config *cfg, struct job *jobs, size_t n,
 	sp_.connect_timeout_ms = (int)cfg->smtp_connect_timeout * 1000;
 	sp_.command_timeout_ms = (int)cfg->smtp_command_timeout * 1000;
 	sp_.data_timeout_ms = (int)cfg->smtp_data_timeout * 1000;
+	sp_.before_dot = mark_inflight;
+	sp_.before_dot_arg = &fl;
+	memset(&fl, 0, sizeof(fl));
+	fl.sp = sp;
 	if ((idx = calloc(RCPTS_PER_TXN, sizeof(*idx))) == NULL ||
 	    (res = calloc(RCPTS_PER_TXN, sizeof(*res))) == NULL)
 		goto out;
@@ -362,6 +410,17 @@ worker(const struct mg_config *cfg, struct job *jobs, size_t n,
 				res[i] = fail;
 			goto outcome;
 		}
+		/*
+		 * Without an ENVID of the sender's, give the site's queue ID:
+		 * a report the MX sends later names it, and the site can
+		 * match the report to its message (late_bounce.c).
+		 */
+		if (m.env.envid == NULL && m.env.peer_qid != NULL)
+			m.env.envid = strdup(m.env.peer_qid);
+		warn_repeats(&m, idx, k, domain);
+		fl.qid = m.env.qid;
+		fl.idx = idx;
+		fl.n = k;
 		if (smtp_send(ss, &m.env, idx, k, path, prepend, res) !=
 		    MG_OK) {
 			smtp_close(ss);

@@ -742,6 +742,8 @@ data_reply:
 		ss->usable = 0;
 		goto out;
 	}
+	if (ss->p->before_dot)
+		ss->p->before_dot(ss->p->before_dot_arg);
 	dot_end(d);
 	mg_stream_set_timeout(ss->s, ss->p->data_timeout_ms);
 	if (mg_stream_flush(ss->s) != MG_OK ||

@@ -390,10 +390,18 @@ spool_dir(const struct spool *sp)
 /*
  * Run fn inside a transaction, retrying on deadlock and reopening the
  * environment once if another process ran recovery under us.
+ * commit_flags 0 is a synchronous commit; DB_TXN_WRITE_NOSYNC survives
+ * the death of the process but not of the machine.
  */
 
 enum mg_err
 spool_txn(struct spool *sp, txn_fn fn, void *arg)
+{
+	return spool_txn_flags(sp, fn, arg, 0);
+}
+
+enum mg_err
+spool_txn_flags(struct spool *sp, txn_fn fn, void *arg, uint32_t commit_flags)
 {
 	DB_TXN	*txn;
 	int	 r, reopened = 0;
@@ -428,8 +436,8 @@ spool_txn(struct spool *sp, txn_fn fn, void *arg)
 			txn->abort(txn);
 			goto retry;
 		}
-		/* Synchronous: the environment has no NOSYNC flag set. */
-		if ((r = txn->commit(txn, 0)) == 0)
+		/* Synchronous unless asked: the environment sets no NOSYNC. */
+		if ((r = txn->commit(txn, commit_flags)) == 0)
 			return MG_OK;
 retry:
 		if (r == DB_RUNRECOVERY && reopened < 3) {
@@ -519,7 +527,9 @@ enc_rcpt(struct mg_buf *b, const struct mg_rcpt *r,
 	    rs->next_try))) ||
 	    (rs->attempts && (e = mg_buf_put_field_u64(b, 'k',
 	    rs->attempts))) ||
-	    (rs->reported && (e = mg_buf_put_field_u64(b, 'f', 1))))
+	    (rs->reported && (e = mg_buf_put_field_u64(b, 'f', 1))) ||
+	    (rs->inflight && (e = mg_buf_put_field_u64(b, 'i',
+	    rs->inflight))))
 		return e;
 	return MG_OK;
 }
@@ -606,6 +616,7 @@ dec_rcpt(const void *p, size_t n, struct mg_rcpt *r,
 		case 'f': e = mg_field_u64(v, vn, &u);
 			rs->reported = u != 0;
 			break;
+		case 'i': e = mg_field_u64(v, vn, &rs->inflight); break;
 		default: break;
 		}
 	}

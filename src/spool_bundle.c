@@ -826,6 +826,7 @@ result_fn(struct spool *sp, DB_TXN *txn, void *varg)
 	rs.updated = (uint64_t)time(NULL);
 	rs.next_try = a->next_try;
 	rs.attempts++;
+	rs.inflight = 0;
 	if (a->mark_reported)
 		rs.reported = 1;
 	free(rs.result);
@@ -846,6 +847,67 @@ out:
 	free(rs.bundle);
 	mg_buf_free(&b);
 	return r;
+}
+
+struct inflight_arg {
+	const char	*qid;
+	const size_t	*idx;
+	size_t		 n;
+	uint64_t	 when;
+};
+
+static int
+inflight_fn(struct spool *sp, DB_TXN *txn, void *varg)
+{
+	struct inflight_arg	*a = varg;
+	int			 r = 0;
+
+	for (size_t i = 0; i < a->n && r == 0; i++) {
+		struct mg_rcpt		 rc;
+		struct spool_rcpt_state	 rs;
+		struct mg_buf		 b;
+		unsigned char		 rk[RKEY_LEN];
+		DBT			 key, val;
+
+		memset(&rc, 0, sizeof(rc));
+		memset(&rs, 0, sizeof(rs));
+		mg_buf_init(&b, VAL_MAX);
+		rcpt_key(rk, a->qid, a->idx[i]);
+		dbt_init(&key, rk, sizeof(rk));
+		dbt_init(&val, NULL, 0);
+		if ((r = sp->rcpt->get(sp->rcpt, txn, &key, &val,
+		    DB_RMW)) != 0) {
+			if (r == DB_NOTFOUND)
+				r = 0;
+		} else if (dec_rcpt(val.data, val.size, &rc, &rs) != MG_OK)
+			r = EINVAL;
+		else {
+			rs.inflight = a->when;
+			if (enc_rcpt(&b, &rc, &rs) != MG_OK)
+				r = EINVAL;
+			else {
+				dbt_init(&val, b.data, b.len);
+				r = sp->rcpt->put(sp->rcpt, txn, &key, &val, 0);
+			}
+		}
+		free(rc.addr);
+		free(rc.orcpt);
+		free(rs.result);
+		free(rs.bundle);
+		mg_buf_free(&b);
+	}
+	return r;
+}
+
+enum mg_err
+spool_rcpt_inflight(struct spool *sp, const char *qid, const size_t *idx,
+    size_t n, uint64_t when)
+{
+	struct inflight_arg a = { qid, idx, n, when };
+
+	if (!mg_qid_valid(qid))
+		return MG_EDATA;
+	return spool_txn_flags(sp, inflight_fn, &a, DB_TXN_WRITE_NOSYNC);
 }
 
 enum mg_err

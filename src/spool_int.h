@@ -37,6 +37,8 @@ struct spool {
 typedef int (*txn_fn)(struct spool *, DB_TXN *, void *);
 
 enum mg_err spool_txn(struct spool *, txn_fn, void *);
+enum mg_err spool_txn_flags(struct spool *, txn_fn, void *,
+	    uint32_t commit_flags);
 void	dbt_init(DBT *, const void *, size_t);
 void	rcpt_key(unsigned char key[RKEY_LEN], const char *qid, size_t idx);
 enum mg_err enc_msg(struct mg_buf *, const struct mg_envelope *);

@@ -42,6 +42,12 @@ struct smtp_params {
 	int		 implicit_tls;	/* TLS from the first byte (port 465) */
 	const char	*auth_user;	/* AUTH PLAIN after TLS, if set */
 	const char	*auth_pass;
+	/*
+	 * Called just before the final dot of a message goes out: from
+	 * then on the server may have the mail, whatever happens to us.
+	 */
+	void		(*before_dot)(void *);
+	void		*before_dot_arg;
 };
 
 struct smtp_session;

@@ -45,6 +45,12 @@ struct spool_rcpt_state {
 	uint64_t	 next_try;	/* gateway: not before this time */
 	uint32_t	 attempts;	/* gateway: delivery attempts so far */
 	int		 reported;	/* gateway: first deferral reported */
+	/*
+	 * gateway: when the end of data went to a server in an attempt
+	 * whose outcome is not recorded yet; set on a later load, that
+	 * attempt was cut off and the server may already have the mail.
+	 */
+	uint64_t	 inflight;
 };
 
 /* A spooled message: its envelope plus per-recipient state. */
@@ -179,6 +185,14 @@ enum mg_err spool_rcpt_result(struct spool *, const char *qid, size_t idx,
 	    enum rcpt_state, const char *result, uint64_t next_try,
 	    int mark_reported, const char *peer, const void *rec,
 	    size_t reclen);
+
+/*
+ * Note that the end of data is about to go to a server for these
+ * recipients of qid (spool_rcpt_result clears it).  Written without
+ * fsync: it must survive a killed daemon, and costs no disk flush.
+ */
+enum mg_err spool_rcpt_inflight(struct spool *, const char *qid,
+	    const size_t *idx, size_t n, uint64_t when);
 
 /* Update the recipient of qid whose address is addr. */
 enum mg_err spool_rcpt_update_addr(struct spool *, const char *qid,
