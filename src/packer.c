@@ -11,11 +11,13 @@
  * Message content streams from the body file into the encoder; nothing
  * holds a whole message.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,6 +25,7 @@
 #include "mgate/buf.h"
 #include "mgate/bundle.h"
 #include "mgate/fsutil.h"
+#include "mgate/header.h"
 #include "mgate/log.h"
 #include "mgate/maildrop.h"
 #include "mgate/packer.h"
@@ -157,6 +160,146 @@ by_size(const void *x, const void *y)
 	if (a->size != b->size)
 		return a->size < b->size ? -1 : 1;
 	return strcmp(a->qid, b->qid);
+}
+
+/*
+ * Inside a bundle the order is free (it commits whole), and deflate only
+ * sees the last 32 KiB: a handful of messages.  Mail of one list or one
+ * thread shares footers, quoted text and header fields, so putting it
+ * side by side makes the bundle smaller: about 9% on the corpus ham.
+ * The key: List-Id, then the subject without Re:/Fwd:/[tag] prefixes,
+ * then the From domain.
+ */
+#define SIMKEY_LEN	256
+#define SIMKEY_HEAD	16384	/* header bytes looked at */
+
+struct simkey {
+	char	 key[SIMKEY_LEN];
+	size_t	 pos;		/* selection order: the tie-break */
+	char	*qid;
+};
+
+static void
+key_part(char *dst, size_t dlen, const char *v, size_t n, int subject)
+{
+	size_t	o = strlen(dst), i = 0;
+
+	if (o + 2 > dlen)
+		return;
+	for (;;) {	/* "Re: [list] Fwd: " and the like */
+		while (i < n && (v[i] == ' ' || v[i] == '\t'))
+			i++;
+		if (subject && n - i >= 3 && strncasecmp(v + i, "re:", 3) == 0)
+			i += 3;
+		else if (subject && n - i >= 4 &&
+		    strncasecmp(v + i, "fwd:", 4) == 0)
+			i += 4;
+		else if (subject && n - i >= 3 &&
+		    strncasecmp(v + i, "fw:", 3) == 0)
+			i += 3;
+		else if (subject && i < n && v[i] == '[' &&
+		    memchr(v + i, ']', n - i))
+			i = (size_t)((const char *)memchr(v + i, ']', n - i) -
+			    v) + 1;
+		else
+			break;
+	}
+	for (; i < n && o + 2 < dlen; i++)
+		if (v[i] != '\r' && v[i] != '\n')
+			dst[o++] = (char)tolower((unsigned char)v[i]);
+	dst[o++] = '\001';
+	dst[o] = '\0';
+}
+
+static void
+similarity_key(struct spool *sp, const char *qid, char *key, size_t klen)
+{
+	struct maildrop_reader	*r = NULL;
+	char			 path[4200], err[256], *buf;
+	const char		*list = NULL, *subj = NULL, *from = NULL;
+	size_t			 have = 0, ll = 0, sl = 0, fl = 0;
+	ssize_t			 n;
+	enum mg_err		 e;
+
+	key[0] = '\0';
+	if ((buf = malloc(SIMKEY_HEAD)) == NULL)
+		return;
+	if (spool_body_path(sp, qid, path, sizeof(path)) != MG_OK ||
+	    maildrop_open(path, &r, err, sizeof(err)) != MG_OK)
+		goto out;
+	while (have < SIMKEY_HEAD && (n = maildrop_read(r, buf + have,
+	    SIMKEY_HEAD - have, &e)) > 0)
+		have += (size_t)n;
+	for (size_t off = 0, in_field = 0; off < have;) {
+		const char	*nl = memchr(buf + off, '\n', have - off);
+		size_t		 len = nl ? (size_t)(nl - buf - off) + 1 :
+		    have - off, name_len = 0, colon = 0;
+		enum mg_hline	 t;
+
+		if (!nl)
+			break;	/* a cut line says nothing reliable */
+		t = mg_header_classify(buf + off, len, (int)in_field,
+		    &name_len, &colon);
+		if (t == MG_HLINE_END || t == MG_HLINE_BODY)
+			break;
+		if (t == MG_HLINE_FIELD) {
+			const char *v = buf + off + colon + 1;
+			size_t	    vl = len - colon - 1;
+
+			if (name_len == 7 && strncasecmp(buf + off, "list-id",
+			    7) == 0 && !list)
+				list = v, ll = vl;
+			else if (name_len == 7 && strncasecmp(buf + off,
+			    "subject", 7) == 0 && !subj)
+				subj = v, sl = vl;
+			else if (name_len == 4 && strncasecmp(buf + off,
+			    "from", 4) == 0 && !from) {
+				const char *at = memchr(v, '@', vl);
+
+				if (at)
+					fl = vl - (size_t)(at - v), from = at;
+			}
+			in_field = 1;
+		}
+		off += len;
+	}
+	/* No list: after the lists ('~' sorts late), grouped by thread. */
+	key_part(key, klen, list ? list : "~", list ? ll : 1, 0);
+	key_part(key, klen, subj ? subj : "", sl, 1);
+	key_part(key, klen, from ? from : "", fl, 0);
+out:
+	maildrop_close(r);
+	free(buf);
+}
+
+static int
+by_similarity(const void *x, const void *y)
+{
+	const struct simkey *a = x, *b = y;
+	int c = strcmp(a->key, b->key);
+
+	if (c)
+		return c;
+	return a->pos < b->pos ? -1 : a->pos > b->pos;
+}
+
+/* Reorder qids[0..n) by similarity; on any failure keep the order. */
+static void
+cluster(struct spool *sp, char **qids, size_t n)
+{
+	struct simkey *k;
+
+	if (n < 3 || (k = calloc(n, sizeof(*k))) == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		similarity_key(sp, qids[i], k[i].key, sizeof(k[i].key));
+		k[i].pos = i;
+		k[i].qid = qids[i];
+	}
+	qsort(k, n, sizeof(*k), by_similarity);
+	for (size_t i = 0; i < n; i++)
+		qids[i] = k[i].qid;
+	free(k);
 }
 
 struct pack {
@@ -488,6 +631,7 @@ packer_build(struct spool *sp, const struct peer_keys *pk,
 		    p.enc ? bundle_enc_errmsg(p.enc) : mg_strerror(e));
 		goto out;
 	}
+	cluster(sp, qids, nq);
 	for (size_t i = 0; i < nq; i++)
 		if ((e = pack_message(&p, qids[i], res->id)) != MG_OK)
 			goto out;
