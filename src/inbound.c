@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "mgate/inbound.h"
+#include "mgate/late_bounce.h"
 #include "mgate/local.h"
 #include "mgate/log.h"
 #include "mgate/maildrop.h"
@@ -135,6 +136,14 @@ inbound_deliver(struct spool *sp, const struct mg_config *cfg,
 		    MG_OK) {
 			spool_msg_free(&m);
 			continue;
+		}
+		/* A report about our own mail: record what it says first. */
+		if (m.env.sender[0] == '\0') {
+			struct late_bounce *lb = malloc(sizeof(*lb));
+
+			if (lb && late_bounce_parse(path, cfg->myhostname, lb))
+				late_bounce_apply(sp, m.env.qid, lb);
+			free(lb);
 		}
 		done = 1;
 		for (size_t k = 0; k < m.env.nrcpt; k++) {

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Late bounces (issue 6): an MX accepted a site's message and failed it
+# later; its report reaches the gateway's SMTP listener as inbound mail for
+# the site's sender, travels to the site in a bundle, and is delivered to
+# the sender's Maildir.  When the report is an RFC 3464 delivery status
+# report about one of the site's own messages, the failed recipient's
+# state at the site becomes "bounced" with the report's status.
+#
+#   R1  null sender, multipart/report, Original-Envelope-Id = the site's
+#       queue ID, alice failed 5.1.1: alice bounced, bob untouched
+#   R2  null sender, no envelope ID, the returned header section carries
+#       mgate's Received: trace (by ship.example.org (mgate...) id QID):
+#       bob failed 5.2.2: bob bounced
+#   F1  the same report as R1 for carol, but from a real sender (not a
+#       bounce): carol is not bounced
+#   F2  a report about a queue ID this site never had, and one that only
+#       says "delayed": nothing changes
+# Every report is still delivered to the sender's Maildir; one sync; a
+# second import changes nothing.
+#
+# Real parts: mgate daemon's listener (smtplib from Python), bundles by
+# export/import (file transport), the site's local delivery.
+set -uo pipefail
+. "$(dirname "$0")/lib/testlib.sh"
+
+need_mgate
+need_cmd jq
+mgate_setup
+
+for k in site gw; do
+	"$MGATE" keygen "$T/$k.key" >/dev/null 2>&1 || BAIL_OUT "keygen $k failed"
+done
+cat >"$T/site.conf" <<EOF
+spool_directory = $T/site
+myhostname = ship.example.org
+mydomain = ship.example.org
+local_name = ship
+log_destination = stderr
+private_key = $T/site.key
+local_mailbox = $T/mail/%u/Maildir/
+pickup_after_queue = no
+
+[peer gw]
+transport = file
+public_key = $T/gw.key.pub
+EOF
+write_gw_conf() { # PORT
+	cat >"$T/gw.conf" <<EOF
+role = gateway
+spool_directory = $T/gw
+myhostname = gw.example.net
+mydomain = example.net
+local_name = gw
+log_destination = stderr
+private_key = $T/gw.key
+dns_resolver = 127.0.0.1:9
+smtpd_listen = 127.0.0.1:$1
+queue_run_interval = 1h
+
+[peer ship]
+transport = file
+public_key = $T/site.key.pub
+domains = ship.example.org
+sender_domains = ship.example.org
+EOF
+}
+site() { "$MGATE" -c "$T/site.conf" "$@"; }
+gw() { "$MGATE" -c "$T/gw.conf" "$@"; }
+write_gw_conf 25
+site init >/dev/null && gw init >/dev/null || BAIL_OUT "mgate init failed"
+
+# ---------------------------------------------------------------------------
+# The site's message, accepted by the gateway.
+
+printf 'From: Root <root@ship.example.org>\nSubject: T83 original\nMessage-ID: <t83@ship.example.org>\n\nhello\n' >"$T/m1"
+out=$("$MGATE" -v -c "$T/site.conf" queue -i alice@remote.example bob@remote.example carol@remote.example <"$T/m1" 2>&1)
+[[ $out =~ queued\ as\ ([0-9A-Z]{16}) ]] || BAIL_OUT "queue: $out"
+Q=${BASH_REMATCH[1]}
+site pickup >/dev/null 2>&1
+run site export "$T/up.mgb"
+is "$RUN_STATUS" 0 "the site exports its message"
+run gw import --ack "$T/up.ack" "$T/up.mgb"
+is "$RUN_STATUS" 0 "the gateway imports it" || diag "$RUN_STDERR"
+run site import "$T/up.ack"
+is "$RUN_STATUS" 0 "the site imports the acknowledgement" || diag "$RUN_STDERR"
+state() { site list --json 2>/dev/null | jq -r --arg q "$Q" --arg r "$1" \
+    '.[] | select(.id == $q) | .recipients[] | select(.address == $r) | .state'; }
+is "$(state alice@remote.example) $(state bob@remote.example) $(state carol@remote.example)" \
+    "accepted accepted accepted" "every recipient is accepted at the site"
+TRACE=$(site cat "$Q" | sed -n '1,/^$/p' | sed -n '/^Received: by ship\.example\.org (mgate/{N;p;}')
+like "$TRACE" "id $Q;" "the site's copy carries mgate's Received: trace with the queue ID"
+
+# ---------------------------------------------------------------------------
+# Remote reports through the gateway's listener.
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+DPID=
+for try in 1 2 3; do
+	PORT=$(free_port)
+	write_gw_conf "$PORT"
+	"$MGATE" -c "$T/gw.conf" daemon 2>>"$T/gw.log" &
+	DPID=$!
+	wait_for 10 port_open "$PORT" && break
+	kill "$DPID" 2>/dev/null; wait "$DPID" 2>/dev/null; DPID=
+done
+[ -n "$DPID" ] || BAIL_OUT "the gateway's listener did not start: $(tail -n 3 "$T/gw.log")"
+on_exit "kill $DPID 2>/dev/null || true"
+
+cat >"$T/send.py" <<'PY'
+import smtplib, sys
+port, sender, envid, rcpt, action, status, trace = sys.argv[1:8]
+b = "=_b83"
+per_msg = "Reporting-MTA: dns; mx.remote.example\n"
+if envid:
+    per_msg += "Original-Envelope-Id: %s\n" % envid
+per_rcpt = ("Final-Recipient: rfc822; %s\nAction: %s\nStatus: %s\n"
+            "Diagnostic-Code: smtp; 550-%s mailbox\n"
+            "   unavailable after all\n" % (rcpt, action, status, status))
+ret = trace.replace("\\n", "\n") if trace else ""
+msg = ("From: Mail Delivery System <MAILER-DAEMON@mx.remote.example>\n"
+       "To: root@ship.example.org\nSubject: Undelivered Mail Returned to Sender\n"
+       "MIME-Version: 1.0\n"
+       "Content-Type: multipart/report; report-type=delivery-status;\n"
+       "\tboundary=\"%s\"\n\n--%s\nContent-Type: text/plain\n\nIt failed.\n\n"
+       "--%s\nContent-Type: message/delivery-status\n\n%s\n%s\n"
+       "--%s\nContent-Type: text/rfc822-headers\n\n%sSubject: T83 original\n\n"
+       "--%s--\n" % (b, b, b, per_msg, per_rcpt, b, ret, b))
+s = smtplib.SMTP("127.0.0.1", int(port), timeout=20)
+s.ehlo("mx.remote.example")
+s.sendmail(sender, ["root@ship.example.org"], msg.encode())
+s.quit()
+PY
+send() { "$PYTHON3" "$T/send.py" "$PORT" "$@"; }
+ok "R1 (ENVID names the message, alice failed) accepted by the listener" \
+    send "" "$Q" alice@remote.example failed 5.1.1 ""
+ok "R2 (no ENVID, mgate's trace in the returned header, bob failed) accepted" \
+    send "" "" bob@remote.example failed 5.2.2 "${TRACE//$'\n'/\\n}\n"
+ok "F1 (the same report for carol, but from a real sender) accepted" \
+    send "postmaster@remote.example" "$Q" carol@remote.example failed 5.1.1 ""
+ok "F2a (a report about a queue ID this site never had) accepted" \
+    send "" "0000000000000000" carol@remote.example failed 5.1.1 ""
+ok "F2b (a report that only says delayed) accepted" \
+    send "" "$Q" carol@remote.example delayed 4.4.7 ""
+is "$(gw list --json | jq '[.[] | select(.via == "ship")] | length')" 5 \
+    "the gateway holds five messages for the site"
+
+# ---------------------------------------------------------------------------
+# To the site.
+
+run gw export --peer ship "$T/down.mgb"
+is "$RUN_STATUS" 0 "the gateway exports the site's mail" || diag "$RUN_STDERR"
+run site import "$T/down.mgb"
+is "$RUN_STATUS" 0 "the site imports it" || diag "$RUN_STDERR"
+LOG=$RUN_STDERR
+MAILDIR=$T/mail/root/Maildir
+is "$(find "$MAILDIR/new" "$MAILDIR/cur" -type f 2>/dev/null | wc -l)" 5 \
+    "all five reports are in root's Maildir"
+is "$(state alice@remote.example)" bounced "R1: alice is bounced (matched by Original-Envelope-Id)"
+is "$(state bob@remote.example)" bounced "R2: bob is bounced (matched by mgate's Received: trace)"
+# (The daemon's queue run may have deferred her meanwhile: no DNS here.)
+isnt "$(state carol@remote.example)" bounced "F1, F2: carol is not bounced"
+ST=$(site status "$Q" 2>&1)
+like "$ST" 'alice@remote\.example.*5\.1\.1 late bounce from dns; mx\.remote\.example: smtp; 550-5\.1\.1 mailbox unavailable after all' \
+    "mgate status shows alice's late bounce with the remote MTA and its words"
+like "$ST" 'bob@remote\.example.*5\.2\.2 late bounce' "and bob's"
+like "$LOG" "$Q: to=<alice@remote\\.example>, status=bounced \\(5\\.1\\.1 late bounce" \
+    "the log line is keyed by the original queue ID"
+like "$LOG" 'a delivery status report about a message not in this spool \(envelope id "0000000000000000"' \
+    "a report about an unknown message is logged and changes nothing"
+
+# Once more: nothing changes, nothing is delivered twice.
+run site import "$T/down.mgb"
+is "$(find "$MAILDIR/new" "$MAILDIR/cur" -type f 2>/dev/null | wc -l)" 5 "importing the bundle again delivers nothing twice"
+unlike "$RUN_STDERR" "status=bounced" "and marks nothing again"
+
+kill "$DPID" 2>/dev/null
+wait "$DPID" 2>/dev/null
+done_testing
