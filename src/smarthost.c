@@ -4,8 +4,8 @@
  * TLS is always required and verified (the server's name against its
  * certificate, with tls_ca_file or the system's CAs): a password and
  * mail go nowhere in clear.  Message order is the queue's (oldest
- * first); a temporary failure of the connection ends the run so a dead
- * link costs one attempt.
+ * first); a connection is tried at each of the host's addresses in turn,
+ * and when none answers the run ends, so a dead link costs one attempt.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -65,7 +65,7 @@ read_secret(const char *path, char *pw, size_t len)
 	}
 	fclose(fp);
 	pw[strcspn(pw, "\r\n")] = '\0';
-	return 0;
+	return pw[0] == '\0' ? -1 : 0;	/* an empty password is a mistake */
 }
 
 enum mg_err
@@ -76,7 +76,7 @@ smarthost_run(struct spool *sp, const struct mg_config *cfg,
 	struct todo		 t = { NULL, 0, 0, 0 };
 	struct smtp_params	 p;
 	struct smtp_session	*ss = NULL;
-	struct addrinfo		 hints, *ai = NULL;
+	struct addrinfo		 hints, *ai = NULL, *a;
 	struct spool_msg	 m;
 	struct mg_result	*res = NULL, fail;
 	struct dsn_rcpt		*dr = NULL;
@@ -88,6 +88,8 @@ smarthost_run(struct spool *sp, const struct mg_config *cfg,
 
 	memset(st, 0, sizeof(*st));
 	memset(&p, 0, sizeof(p));
+	mg_result_set(&fail, MG_R_TEMP, 0, "4.4.1", peer->host,
+	    "no connection to %s", peer->host);
 	p.helo = cfg->myhostname;
 	p.tls_policy = TLS_POLICY_VERIFY;
 	p.cafile = peer->tls_ca_file;
@@ -142,8 +144,12 @@ smarthost_run(struct spool *sp, const struct mg_config *cfg,
 		if (!smtp_usable(ss)) {
 			smtp_close(ss);
 			ss = NULL;
-			if (smtp_open(&p, peer->host, ai->ai_addr,
-			    ai->ai_addrlen, &ss, &fail) != MG_OK) {
+			/* Each of the host's addresses in turn (RFC 5321 5.1). */
+			for (a = ai; a && ss == NULL; a = a->ai_next)
+				if (smtp_open(&p, peer->host, a->ai_addr,
+				    a->ai_addrlen, &ss, &fail) != MG_OK)
+					ss = NULL;
+			if (ss == NULL) {
 				snprintf(err, errlen, "%s", fail.text);
 				spool_msg_free(&m);
 				e = MG_ETEMP;	/* the link: try later */
