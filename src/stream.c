@@ -21,7 +21,13 @@ struct mg_stream {
 	const struct mg_stream_ops	*ops;
 	void				*ctx;
 	int				 timeout_ms;
-	enum mg_err			 err;
+	/*
+	 * Sticky errors, one per direction: a peer that stopped reading
+	 * may still have sent us bytes worth keeping (a sync receiver
+	 * whose acknowledgement failed goes on storing what arrives).
+	 */
+	enum mg_err			 err;	/* reading */
+	enum mg_err			 werr;	/* writing */
 	size_t				 rpos, rlen;
 	size_t				 wlen;
 	unsigned char			 rbuf[MG_STREAM_BUFSIZ];
@@ -122,7 +128,7 @@ mg_stream_new(const struct mg_stream_ops *ops, void *ctx)
 	s->ops = ops;
 	s->ctx = ctx;
 	s->timeout_ms = -1;
-	s->err = MG_OK;
+	s->err = s->werr = MG_OK;
 	s->rpos = s->rlen = s->wlen = 0;
 	return s;
 }
@@ -168,7 +174,7 @@ mg_stream_set_timeout(struct mg_stream *s, int ms)
 enum mg_err
 mg_stream_error(const struct mg_stream *s)
 {
-	return s->err;
+	return s->err != MG_OK ? s->err : s->werr;
 }
 
 static int
@@ -284,8 +290,8 @@ stream_drain(struct mg_stream *s)
 		r = s->ops->write(s->ctx, s->wbuf + off, s->wlen - off,
 		    s->timeout_ms, &e);
 		if (r <= 0) {
-			s->err = r < 0 ? e : MG_EIO;
-			return s->err;
+			s->werr = r < 0 ? e : MG_EIO;
+			return s->werr;
 		}
 		off += (size_t)r;
 	}
@@ -299,11 +305,11 @@ mg_stream_write(struct mg_stream *s, const void *p, size_t n)
 	const unsigned char	*c = p;
 	size_t			 take;
 
-	if (s->err != MG_OK)
-		return s->err;
+	if (s->werr != MG_OK)
+		return s->werr;
 	while (n > 0) {
 		if (s->wlen == sizeof(s->wbuf) && stream_drain(s) != MG_OK)
-			return s->err;
+			return s->werr;
 		take = sizeof(s->wbuf) - s->wlen;
 		if (take > n)
 			take = n;
@@ -333,11 +339,11 @@ mg_stream_printf(struct mg_stream *s, const char *fmt, ...)
 	n = vsnprintf(small, sizeof(small), fmt, ap);
 	va_end(ap);
 	if (n < 0)
-		return s->err = MG_ESOFTWARE;
+		return s->werr = MG_ESOFTWARE;
 	if ((size_t)n < sizeof(small))
 		return mg_stream_write(s, small, (size_t)n);
 	if ((big = malloc((size_t)n + 1)) == NULL)
-		return s->err = MG_ENOMEM;
+		return s->werr = MG_ENOMEM;
 	va_start(ap, fmt);
 	vsnprintf(big, (size_t)n + 1, fmt, ap);
 	va_end(ap);
@@ -349,8 +355,8 @@ mg_stream_printf(struct mg_stream *s, const char *fmt, ...)
 enum mg_err
 mg_stream_flush(struct mg_stream *s)
 {
-	if (s->err != MG_OK)
-		return s->err;
+	if (s->werr != MG_OK)
+		return s->werr;
 	return stream_drain(s);
 }
 
@@ -361,7 +367,7 @@ mg_stream_put_field(struct mg_stream *s, unsigned char tag, const void *p,
 	unsigned char hdr[MG_FIELD_HDR];
 
 	if (n > UINT32_MAX)
-		return s->err = MG_ELIMIT;
+		return s->werr = MG_ELIMIT;
 	hdr[0] = tag;
 	mg_put_be32(hdr + 1, (uint32_t)n);
 	mg_stream_write(s, hdr, sizeof(hdr));

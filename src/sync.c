@@ -454,7 +454,12 @@ send_ack(struct sync_ctx *x, const char *id, int ok, const char *text)
 	mg_buf_free(&b);
 	if (e == MG_OK)
 		e = mg_stream_flush(x->s);
-	return e == MG_OK ? MG_OK : link_err(x, "acknowledging");
+	/*
+	 * Not a reason to stop: the sender may have pipelined more bundle
+	 * data that is already on its way to us, and storing it saves
+	 * sending it again.  The read side ends the session when it ends.
+	 */
+	return e == MG_OK ? MG_OK : MG_ETEMP;
 }
 
 static enum mg_err
@@ -475,6 +480,16 @@ finish_incoming(struct sync_ctx *x, struct incoming *in)
 		    (unsigned long long)in->have);
 	e = unpacker_apply(x->sp, x->cfg, x->pk->self, x->pk->peer->name,
 	    path, &res, err, sizeof(err));
+	if (e != MG_OK && mg_err_is_temp(e)) {
+		/*
+		 * A busy or full spool is not the bundle's fault: keep every
+		 * byte, so that the next sync finds it whole and sends
+		 * nothing again.
+		 */
+		mg_error("bundle %s from %s: cannot commit it now, kept for "
+		    "the next sync: %s", in->id, x->pk->peer->name, err);
+		return xerr(x, e, "bundle %s: %s", in->id, err);
+	}
 	/*
 	 * Keep nothing that failed verification: resuming it would only
 	 * fail again.  The sender still holds the bundle.
@@ -483,8 +498,6 @@ finish_incoming(struct sync_ctx *x, struct incoming *in)
 	if (e != MG_OK) {
 		mg_error("bundle %s from %s rejected: %s", in->id,
 		    x->pk->peer->name, err);
-		if (mg_err_is_temp(e))
-			return xerr(x, e, "bundle %s: %s", in->id, err);
 		(void)send_ack(x, in->id, 0, err);
 		return MG_OK;
 	}
