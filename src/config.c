@@ -178,6 +178,10 @@ static const struct ckey peer_keys[] = {
 	{ "sender_domains", CT_STR, P(sender_domains), NULL, 0, 0, NULL,
 	  "gateway: domains this site may send as, comma-separated "
 	  "(unset: none)" },
+	{ "recipients", CT_STR, P(recipients), NULL, 0, 0, NULL,
+	  "gateway: the site's recipients (addresses, or local parts for "
+	  "every domain), comma-separated; others are refused at RCPT "
+	  "(unset: anyone at its domains)" },
 };
 
 #define NKEYS(t)	(sizeof(t) / sizeof((t)[0]))

@@ -147,6 +147,40 @@ site_for_domain(const struct mg_config *cfg, const char *dom)
 	return NULL;
 }
 
+/*
+ * Is addr one of the site's recipients?  Entries are addresses or bare
+ * local parts; "+detail" and case do not matter.
+ */
+static int
+site_has_rcpt(const struct mg_peer *site, const char *addr)
+{
+	char		 list[4096], *tok, *save = NULL;
+	const char	*at = strrchr(addr, '@');
+	size_t		 ll, lp;
+
+	if (site->recipients == NULL)
+		return 1;
+	if (at == NULL)
+		return 0;
+	ll = (size_t)(at - addr);
+	lp = strcspn(addr, "+");
+	if (lp > ll)
+		lp = ll;
+	snprintf(list, sizeof(list), "%s", site->recipients);
+	for (tok = strtok_r(list, ", \t", &save); tok;
+	    tok = strtok_r(NULL, ", \t", &save)) {
+		const char *tat = strrchr(tok, '@');
+		size_t	    tl = tat ? (size_t)(tat - tok) : strlen(tok);
+
+		if (tat && strcasecmp(tat, at) != 0)
+			continue;
+		if ((tl == lp && strncasecmp(tok, addr, lp) == 0) ||
+		    (tl == ll && strncasecmp(tok, addr, ll) == 0))
+			return 1;
+	}
+	return 0;
+}
+
 static const char *
 domain_of(const char *a)
 {
@@ -348,6 +382,11 @@ cmd_rcpt(struct session *ss, char *arg)
 		/* Inbound: only for a site, one site per transaction. */
 		if (site == NULL) {
 			reply(ss, "554 5.7.1 <%s>: Relay access denied", addr);
+			return;
+		}
+		if (!site_has_rcpt(site, addr)) {
+			reply(ss, "550 5.1.1 <%s>: Recipient address rejected: "
+			    "no such user here", addr);
 			return;
 		}
 		if (ss->env.nrcpt > 0 && ss->via != site) {

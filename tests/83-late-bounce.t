@@ -16,7 +16,8 @@
 #   F2  a report about a queue ID this site never had, and one that only
 #       says "delayed": nothing changes
 # Every report is still delivered to the sender's Maildir; one sync; a
-# second import changes nothing.
+# second import changes nothing.  And the site's recipient list
+# (recipients): an unknown local user is refused at RCPT with 550 5.1.1.
 #
 # Real parts: mgate daemon's listener (smtplib from Python), bundles by
 # export/import (file transport), the site's local delivery.
@@ -62,6 +63,7 @@ transport = file
 public_key = $T/site.key.pub
 domains = ship.example.org
 sender_domains = ship.example.org
+recipients = root, postmaster@ship.example.org
 EOF
 }
 site() { "$MGATE" -c "$T/site.conf" "$@"; }
@@ -143,6 +145,27 @@ ok "F2b (a report that only says delayed) accepted" \
     send "" "$Q" carol@remote.example delayed 4.4.7 ""
 is "$(gw list --json | jq '[.[] | select(.via == "ship")] | length')" 5 \
     "the gateway holds five messages for the site"
+
+# The site's recipient list: unknown users are refused at RCPT time, so
+# the remote MTA reports it and nobody gets a late bounce.
+cat >"$T/rcpt.py" <<'PY'
+import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20)
+s.ehlo("mx.remote.example")
+s.mail("someone@remote.example")
+for r in sys.argv[2:]:
+    code, msg = s.rcpt(r)
+    print("%s %d %s" % (r, code, msg.decode()))
+s.rset()
+s.quit()
+PY
+run "$PYTHON3" "$T/rcpt.py" "$PORT" nobody@ship.example.org Root+Tag@SHIP.example.org \
+    postmaster@ship.example.org postmaster+x@ship.example.org
+like "$RUN_STDOUT" 'nobody@ship\.example\.org 550 5\.1\.1 <nobody@ship\.example\.org>: Recipient address rejected' \
+    "recipients: an unknown user of the site is refused with 550 5.1.1"
+like "$RUN_STDOUT" 'Root\+Tag@SHIP\.example\.org 250' "a listed local part, with +detail and in another case, is accepted"
+like "$RUN_STDOUT" 'postmaster@ship\.example\.org 250' "a listed address is accepted"
+like "$RUN_STDOUT" 'postmaster\+x@ship\.example\.org 250' "and with +detail"
 
 # ---------------------------------------------------------------------------
 # To the site.

@@ -37,6 +37,7 @@ struct mg_peer {
 	uint64_t	 connect_timeout;
 	uint64_t	 io_timeout;
 	char		*sender_domains;
+	char		*recipients;
 	char		*domains;
 	char		*smtp_password_hash;
 	char		*password_file;
