@@ -1039,6 +1039,71 @@ out:
 	return e;
 }
 
+struct dels_arg {
+	char	**qids;
+	size_t	  n;
+	int	 *found;
+};
+
+static int
+dels_fn(struct spool *sp, DB_TXN *txn, void *varg)
+{
+	struct dels_arg	*a = varg;
+	int		 r;
+
+	for (size_t i = 0; i < a->n; i++) {
+		struct del_arg d = { a->qids[i], 0 };
+
+		if ((r = del_fn(sp, txn, &d)) != 0)
+			return r;
+		a->found[i] = d.found;
+	}
+	return 0;
+}
+
+enum mg_err
+spool_msgs_delete(struct spool *sp, char **qids, size_t n, size_t *removed)
+{
+	struct dels_arg	a = { qids, 0, NULL };
+	char		path[4200];
+	enum mg_err	e = MG_OK;
+	int		lock;
+
+	*removed = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!mg_qid_valid(qids[i]))
+			return MG_EDATA;
+	if ((a.found = calloc(n ? n : 1, sizeof(*a.found))) == NULL)
+		return MG_ENOMEM;
+	if ((lock = pickup_lock(sp)) < 0) {
+		free(a.found);
+		return MG_EIO;
+	}
+	/* One commit (one fsync) per batch, not per message. */
+	for (size_t off = 0; off < n && e == MG_OK; off += a.n) {
+		a.qids = qids + off;
+		a.n = n - off < 100 ? n - off : 100;
+		if ((e = spool_txn(sp, dels_fn, &a)) != MG_OK)
+			break;
+		for (size_t i = 0; i < a.n; i++) {
+			if (!a.found[i])
+				continue;
+			(*removed)++;
+			mg_info("%s: removed (all recipients done)",
+			    a.qids[i]);
+			if (mg_path(path, sizeof(path), "%s/queue/%s",
+			    sp->dir, a.qids[i]) == MG_OK)
+				unlink(path);
+			if (mg_path(path, sizeof(path), "%s/maildrop/%s",
+			    sp->dir, a.qids[i]) == MG_OK)
+				unlink(path);
+		}
+	}
+	close(lock);
+	free(a.found);
+	return e;
+}
+
 enum mg_err
 spool_body_path(struct spool *sp, const char *qid, char *buf, size_t len)
 {
