@@ -781,6 +781,56 @@ outbox_trim(struct spool *sp, DB_TXN *txn, const char *peer, uint64_t last)
 	return r ? r : r2;
 }
 
+/*
+ * Read, change and write back recipient idx of qid inside txn: mod gets
+ * the decoded state.  *found says whether the record exists (a missing
+ * one is no error: the message may have been deleted meanwhile).
+ */
+static int
+rcpt_modify(struct spool *sp, DB_TXN *txn, const char *qid, size_t idx,
+    void (*mod)(struct spool_rcpt_state *, const void *), const void *arg,
+    int *found)
+{
+	struct mg_rcpt		 rc;
+	struct spool_rcpt_state	 rs;
+	struct mg_buf		 b;
+	unsigned char		 rk[RKEY_LEN];
+	DBT			 key, val;
+	int			 r;
+
+	memset(&rc, 0, sizeof(rc));
+	memset(&rs, 0, sizeof(rs));
+	mg_buf_init(&b, VAL_MAX);
+	rcpt_key(rk, qid, idx);
+	dbt_init(&key, rk, sizeof(rk));
+	dbt_init(&val, NULL, 0);
+	*found = 0;
+	if ((r = sp->rcpt->get(sp->rcpt, txn, &key, &val, DB_RMW)) != 0) {
+		if (r == DB_NOTFOUND)
+			r = 0;
+		goto out;
+	}
+	*found = 1;
+	if (dec_rcpt(val.data, val.size, &rc, &rs) != MG_OK) {
+		r = EINVAL;
+		goto out;
+	}
+	mod(&rs, arg);
+	if (enc_rcpt(&b, &rc, &rs) != MG_OK) {
+		r = EINVAL;
+		goto out;
+	}
+	dbt_init(&val, b.data, b.len);
+	r = sp->rcpt->put(sp->rcpt, txn, &key, &val, 0);
+out:
+	free(rc.addr);
+	free(rc.orcpt);
+	free(rs.result);
+	free(rs.bundle);
+	mg_buf_free(&b);
+	return r;
+}
+
 struct result_arg {
 	const char	*qid;
 	size_t		 idx;
@@ -794,58 +844,33 @@ struct result_arg {
 	int		 found;
 };
 
+static void
+set_result(struct spool_rcpt_state *rs, const void *varg)
+{
+	const struct result_arg *a = varg;
+
+	rs->state = a->state;
+	rs->updated = (uint64_t)time(NULL);
+	rs->next_try = a->next_try;
+	rs->attempts++;
+	rs->inflight = 0;
+	if (a->mark_reported)
+		rs->reported = 1;
+	free(rs->result);
+	rs->result = a->result ? strdup(a->result) : NULL;
+}
+
 static int
 result_fn(struct spool *sp, DB_TXN *txn, void *varg)
 {
 	struct result_arg	*a = varg;
-	struct mg_rcpt		 rc;
-	struct spool_rcpt_state	 rs;
-	struct mg_buf		 b;
-	unsigned char		 rk[RKEY_LEN];
-	DBT			 key, val;
 	int			 r;
 
-	memset(&rc, 0, sizeof(rc));
-	memset(&rs, 0, sizeof(rs));
-	mg_buf_init(&b, VAL_MAX);
-	rcpt_key(rk, a->qid, a->idx);
-	dbt_init(&key, rk, sizeof(rk));
-	dbt_init(&val, NULL, 0);
-	if ((r = sp->rcpt->get(sp->rcpt, txn, &key, &val, DB_RMW)) != 0) {
-		a->found = 0;
-		if (r == DB_NOTFOUND)
-			r = 0;
-		goto out;
-	}
-	a->found = 1;
-	if (dec_rcpt(val.data, val.size, &rc, &rs) != MG_OK) {
-		r = EINVAL;
-		goto out;
-	}
-	rs.state = a->state;
-	rs.updated = (uint64_t)time(NULL);
-	rs.next_try = a->next_try;
-	rs.attempts++;
-	rs.inflight = 0;
-	if (a->mark_reported)
-		rs.reported = 1;
-	free(rs.result);
-	rs.result = a->result ? strdup(a->result) : NULL;
-	if (enc_rcpt(&b, &rc, &rs) != MG_OK) {
-		r = EINVAL;
-		goto out;
-	}
-	dbt_init(&val, b.data, b.len);
-	if ((r = sp->rcpt->put(sp->rcpt, txn, &key, &val, 0)) != 0)
-		goto out;
+	if ((r = rcpt_modify(sp, txn, a->qid, a->idx, set_result, a,
+	    &a->found)) != 0 || !a->found)
+		return r;
 	if (a->peer && a->rec)
 		r = outbox_put(sp, txn, a->peer, a->rec, a->reclen);
-out:
-	free(rc.addr);
-	free(rc.orcpt);
-	free(rs.result);
-	free(rs.bundle);
-	mg_buf_free(&b);
 	return r;
 }
 
@@ -856,46 +881,21 @@ struct inflight_arg {
 	uint64_t	 when;
 };
 
+static void
+set_inflight(struct spool_rcpt_state *rs, const void *varg)
+{
+	rs->inflight = ((const struct inflight_arg *)varg)->when;
+}
+
 static int
 inflight_fn(struct spool *sp, DB_TXN *txn, void *varg)
 {
 	struct inflight_arg	*a = varg;
-	int			 r = 0;
+	int			 r = 0, found;
 
-	for (size_t i = 0; i < a->n && r == 0; i++) {
-		struct mg_rcpt		 rc;
-		struct spool_rcpt_state	 rs;
-		struct mg_buf		 b;
-		unsigned char		 rk[RKEY_LEN];
-		DBT			 key, val;
-
-		memset(&rc, 0, sizeof(rc));
-		memset(&rs, 0, sizeof(rs));
-		mg_buf_init(&b, VAL_MAX);
-		rcpt_key(rk, a->qid, a->idx[i]);
-		dbt_init(&key, rk, sizeof(rk));
-		dbt_init(&val, NULL, 0);
-		if ((r = sp->rcpt->get(sp->rcpt, txn, &key, &val,
-		    DB_RMW)) != 0) {
-			if (r == DB_NOTFOUND)
-				r = 0;
-		} else if (dec_rcpt(val.data, val.size, &rc, &rs) != MG_OK)
-			r = EINVAL;
-		else {
-			rs.inflight = a->when;
-			if (enc_rcpt(&b, &rc, &rs) != MG_OK)
-				r = EINVAL;
-			else {
-				dbt_init(&val, b.data, b.len);
-				r = sp->rcpt->put(sp->rcpt, txn, &key, &val, 0);
-			}
-		}
-		free(rc.addr);
-		free(rc.orcpt);
-		free(rs.result);
-		free(rs.bundle);
-		mg_buf_free(&b);
-	}
+	for (size_t i = 0; i < a->n && r == 0; i++)
+		r = rcpt_modify(sp, txn, a->qid, a->idx[i], set_inflight, a,
+		    &found);
 	return r;
 }
 
