@@ -77,6 +77,7 @@ struct session {
 	struct maildrop_writer	*bdat;		/* BDAT in progress */
 	int			 bdat_cr;	/* a CR ended the last chunk */
 	int			 bdat_failed;
+	struct spool		*sp;		/* opened at the first message */
 };
 
 static void __attribute__((format(printf, 2, 3)))
@@ -453,9 +454,8 @@ start_message(struct session *ss, struct maildrop_writer **w)
 static void
 finish_message(struct session *ss, struct maildrop_writer *w, int toobig)
 {
-	struct spool	*sp = NULL;
 	char		 err[512];
-	enum mg_err	 e;
+	enum mg_err	 e = MG_OK;
 
 	if (toobig) {
 		maildrop_abort(w);
@@ -468,10 +468,16 @@ finish_message(struct session *ss, struct maildrop_writer *w, int toobig)
 		    mg_strerror(e));
 		return;
 	}
-	if ((e = spool_open(ss->cfg->spool_directory, 0, &sp, err,
-	    sizeof(err))) == MG_OK)
-		e = spool_msg_create(sp, &ss->env);
-	spool_close(sp);
+	/*
+	 * The queue database is opened once per session, at its first
+	 * message, and kept for the next ones: joining the environment
+	 * (regions, five databases, failchk) costs more than a commit.
+	 */
+	if (ss->sp == NULL && (e = spool_open(ss->cfg->spool_directory, 0,
+	    &ss->sp, err, sizeof(err))) != MG_OK)
+		mg_warn("%s: %s", ss->env.qid, err);
+	if (e == MG_OK)
+		e = spool_msg_create(ss->sp, &ss->env);
 	if (e != MG_OK) {
 		char path[4200];
 
@@ -1017,6 +1023,13 @@ smtpd_session(const struct mg_config *cfg, void *tls, int fd,
 		else if (!strcasecmp(line, "X-MGATE-SYNC") && !*arg)
 			cmd_sync(&ss);
 		else if (!strcasecmp(line, "QUIT")) {
+			/*
+			 * Let go of the queue database before the client may
+			 * connect again, so that the listener does not count
+			 * sessions still closing (smtpd_max_sessions).
+			 */
+			spool_close(ss.sp);
+			ss.sp = NULL;
 			reply(&ss, "221 2.0.0 Bye");
 			break;
 		} else
@@ -1027,6 +1040,7 @@ smtpd_session(const struct mg_config *cfg, void *tls, int fd,
 		    cfg->myhostname);
 	reset_txn(&ss);
 	mg_stream_close(ss.s);
+	spool_close(ss.sp);
 	mg_info("disconnect from %s", ss.client);
 }
 
@@ -1134,6 +1148,19 @@ smtpd_serve(struct smtpd_listener *l, const struct mg_config *cfg,
 	size_t	running = 0;
 
 	daemon_pid = getppid();
+	/*
+	 * Done once here rather than in every session: the time zone
+	 * (Received: dates) and OpenSSL's configuration and SHA-256
+	 * implementation (message digests), which each forked session
+	 * would otherwise load again.
+	 */
+	tzset();
+	{
+		unsigned char	md[EVP_MAX_MD_SIZE];
+		unsigned int	mdlen;
+
+		(void)EVP_Digest("", 0, md, &mdlen, EVP_sha256(), NULL);
+	}
 	mg_info("smtpd: listening on %s%s", cfg->smtpd_listen, l->tls ?
 	    " (STARTTLS)" : "");
 	while (!*stop) {
