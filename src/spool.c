@@ -98,6 +98,75 @@ db_err(int r)
 	}
 }
 
+static int lock_file(const char *, const char *, int);
+
+/*
+ * Recovery only after a death.  A process that opens the environment
+ * alone used to recover it every time: the regions rebuilt, the log
+ * read, a checkpoint (tens of ms and several fsyncs per command, and
+ * per SMTP session).  Now db/active counts the processes inside the
+ * environment (under db/gate); the last one out, if every one before it
+ * closed cleanly (the count is back to zero) and its own close was clean,
+ * leaves db/clean.  The next process alone finds db/clean, removes it
+ * (durably: a machine crash afterwards must recover) and joins the
+ * regions as they are.  A killed process never decrements the count, so
+ * nobody leaves db/clean until a recovery has reset it.
+ */
+static long
+active_get(int fd)
+{
+	char	b[32];
+	ssize_t	n = pread(fd, b, sizeof(b) - 1, 0);
+
+	if (n <= 0)
+		return 0;
+	b[n] = '\0';
+	return strtol(b, NULL, 10);
+}
+
+static void
+active_set(int fd, long v)
+{
+	char	b[32];
+	int	n = snprintf(b, sizeof(b), "%ld\n", v);
+
+	if (pwrite(fd, b, (size_t)n, 0) != n || ftruncate(fd, n) < 0)
+		mg_warn("spool: cannot update the queue database's user "
+		    "count: %s", strerror(errno));
+}
+
+/* Under db/gate: leave db/clean if we are the last and all was clean. */
+static void
+clean_close(struct spool *sp, int ok)
+{
+	char	dir[4200];
+	int	gate, act;
+	long	n;
+
+	if (mg_path(dir, sizeof(dir), "%s/db", sp->dir) != MG_OK ||
+	    (gate = lock_file(dir, "gate", LOCK_EX)) < 0)
+		return;
+	if ((act = lock_file(dir, "active", LOCK_EX)) >= 0) {
+		n = active_get(act) - 1;
+		if (ok && n >= 0) {
+			active_set(act, n);
+			/* The last: nobody else holds db/users. */
+			if (n == 0 && sp->users_fd >= 0 &&
+			    flock(sp->users_fd, LOCK_EX | LOCK_NB) == 0) {
+				int fd = lock_file(dir, "clean", LOCK_EX);
+
+				if (fd >= 0)
+					close(fd);
+			}
+		}
+		close(act);
+	}
+	if (sp->users_fd >= 0)
+		close(sp->users_fd);
+	sp->users_fd = -1;
+	close(gate);
+}
+
 /*
  * Databases close with DB_NOSYNC: every change is already in the
  * synchronously flushed log, and a flush here would wait on the log's
@@ -106,20 +175,26 @@ db_err(int r)
 static void
 spool_db_close(struct spool *sp)
 {
-	if (sp->msg)
-		sp->msg->close(sp->msg, DB_NOSYNC);
-	if (sp->rcpt)
-		sp->rcpt->close(sp->rcpt, DB_NOSYNC);
-	if (sp->seen)
-		sp->seen->close(sp->seen, DB_NOSYNC);
-	if (sp->bundle)
-		sp->bundle->close(sp->bundle, DB_NOSYNC);
-	if (sp->outbox)
-		sp->outbox->close(sp->outbox, DB_NOSYNC);
-	if (sp->env)
-		sp->env->close(sp->env, 0);
+	int ok = !sp->tainted;
+
+	if (sp->msg && sp->msg->close(sp->msg, DB_NOSYNC) != 0)
+		ok = 0;
+	if (sp->rcpt && sp->rcpt->close(sp->rcpt, DB_NOSYNC) != 0)
+		ok = 0;
+	if (sp->seen && sp->seen->close(sp->seen, DB_NOSYNC) != 0)
+		ok = 0;
+	if (sp->bundle && sp->bundle->close(sp->bundle, DB_NOSYNC) != 0)
+		ok = 0;
+	if (sp->outbox && sp->outbox->close(sp->outbox, DB_NOSYNC) != 0)
+		ok = 0;
+	if (sp->env && sp->env->close(sp->env, 0) != 0)
+		ok = 0;
 	sp->msg = sp->rcpt = sp->seen = sp->bundle = sp->outbox = NULL;
 	sp->env = NULL;
+	if (sp->counted && sp->pid == getpid())
+		clean_close(sp, ok);
+	sp->counted = 0;
+	sp->tainted = 0;
 	if (sp->users_fd >= 0)
 		close(sp->users_fd);
 	sp->users_fd = -1;
@@ -197,6 +272,33 @@ db_msgcall(const DB_ENV *env, const char *msg)
 	mg_info("spool database: %s", msg);
 }
 
+/*
+ * Alone under db/gate: 0 if the last process left the environment clean
+ * (db/clean, now removed durably), else -1: recover.
+ */
+static int
+clean_marker_take(const char *dbdir)
+{
+	char	path[4200];
+
+	if (mg_path(path, sizeof(path), "%s/clean", dbdir) != MG_OK ||
+	    unlink(path) < 0)
+		return -1;
+	return mg_fsync_dir(dbdir) == MG_OK ? 0 : -1;
+}
+
+/* Under db/gate: one more process inside; a recovery starts from zero. */
+static void
+count_in(const char *dbdir, int recovering)
+{
+	int act = lock_file(dbdir, "active", LOCK_EX);
+
+	if (act < 0)
+		return;
+	active_set(act, (recovering ? 0 : active_get(act)) + 1);
+	close(act);
+}
+
 static enum mg_err
 spool_db_open(struct spool *sp, char *errbuf, size_t errlen)
 {
@@ -218,14 +320,17 @@ spool_db_open(struct spool *sp, char *errbuf, size_t errlen)
 	}
 	/* Under gate, nobody holds users exclusively but us. */
 	users = lock_file(path, "users", LOCK_EX | LOCK_NB);
-	if ((alone = users >= 0))
-		flags |= DB_RECOVER;
-	else if ((users = lock_file(path, "users", LOCK_SH)) < 0) {
+	if ((alone = users >= 0)) {
+		if (clean_marker_take(path) != 0)
+			flags |= DB_RECOVER;
+	} else if ((users = lock_file(path, "users", LOCK_SH)) < 0) {
 		snprintf(errbuf, errlen, "%s: cannot lock the queue database: "
 		    "%s", path, strerror(errno));
 		close(gate);
 		return MG_ETEMP;
 	}
+	count_in(path, (flags & DB_RECOVER) != 0);
+	sp->counted = 1;
 	if ((r = db_env_create(&sp->env, 0)) != 0)
 		goto fail;
 	sp->env->set_errcall(sp->env, db_errcall);
@@ -281,6 +386,11 @@ fail:
 	else
 		snprintf(errbuf, errlen, "%s: cannot open the queue database: "
 		    "%s", path, db_strerror(r));
+	/*
+	 * We hold db/gate: no clean_close now.  The count stays one too
+	 * high, so nobody leaves db/clean before the next recovery.
+	 */
+	sp->counted = 0;
 	spool_db_close(sp);
 	if (users >= 0)
 		close(users);
@@ -442,6 +552,7 @@ spool_txn_flags(struct spool *sp, txn_fn fn, void *arg, uint32_t commit_flags)
 retry:
 		if (r == DB_RUNRECOVERY && reopened < 3) {
 			/* The environment needs recovery: start over. */
+			sp->tainted = 1;
 			spool_db_close(sp);
 			reopened++;
 			continue;
@@ -465,6 +576,7 @@ retry:
 			mg_warn("spool: a killed process left locks held; "
 			    "recovering the queue database");
 			sp->env->set_flags(sp->env, DB_PANIC_ENVIRONMENT, 1);
+			sp->tainted = 1;
 			spool_db_close(sp);
 			reopened++;
 			continue;

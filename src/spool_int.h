@@ -25,6 +25,8 @@ struct spool {
 	ino_t	 ino;
 	struct spool *next;	/* this process's open spools */
 	int	 users_fd;	/* shared flock: we use the environment */
+	int	 counted;	/* our open is in db/active (clean_close) */
+	int	 tainted;	/* saw DB_RUNRECOVERY or panicked it */
 	DB_ENV	*env;
 	DB	*msg;		/* QID -> envelope */
 	DB	*rcpt;		/* QID + be32 index -> recipient and state */

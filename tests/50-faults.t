@@ -314,7 +314,9 @@ pickup_fault "EIO on the rename after the commit" 'cannot move.*Input/output err
 ok "pickup, EIO on the rename: cat shows the committed message" "$MGATE" cat "$PF_ID"
 
 pickup_fault "EIO on the log flush (commit fails)" 'Input/output error|I/O error' 'enable name=posix/io/sync/fdatasync,failinfo=5'
-pickup_fault "ENOSPC on write" '[Nn]o space left' 'enable name=posix/io/rw/write,failinfo=28'
+# Berkeley DB writes its log and pages with pwrite(): fail both.
+pickup_fault "ENOSPC on write" '[Nn]o space left' 'enable name=posix/io/rw/write,failinfo=28' \
+    'enable name=posix/io/rw/pwrite,failinfo=28'
 
 # `list' runs pickup first; when that fails, list must not present a
 # partial queue as the whole truth: it shows every acknowledged message,
