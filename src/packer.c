@@ -170,6 +170,13 @@ by_size(const void *x, const void *y)
  * The key: List-Id, then the subject without Re:/Fwd:/[tag] prefixes,
  * then the From domain.
  */
+/*
+ * A cut link resumes at the last whole chunk, so the chunk is what a cut
+ * can cost: 16 KiB is two seconds of a 64 kbit/s link, where 64 KiB was
+ * eight.  Each chunk costs 20 bytes (length and tag): 0.12%.
+ */
+#define PACKER_CHUNK	16384
+
 #define SIMKEY_LEN	256
 #define SIMKEY_HEAD	16384	/* header bytes looked at */
 
@@ -626,6 +633,7 @@ packer_build(struct spool *sp, const struct peer_keys *pk,
 	bp.receiver_name = pk->peer->name;
 	bp.receiver_pub = &pk->peer_pub;
 	bp.id = rawid;
+	bp.chunk_size = PACKER_CHUNK;
 	if ((e = bundle_enc_new(&bp, sink_fd, &p, &p.enc)) != MG_OK) {
 		snprintf(errbuf, errlen, "bundle encoder: %s",
 		    p.enc ? bundle_enc_errmsg(p.enc) : mg_strerror(e));

@@ -5,7 +5,7 @@
 #
 # ~150 corpus messages of mixed sizes (easy_ham, the largest hard_ham and
 # a few large spam with base64 attachments, so that some bundles span
-# several 64 KiB chunks), max_bundle_size 256k (several bundles).  Each
+# several 16 KiB chunks), max_bundle_size 256k (several bundles).  Each
 # attempt's cut is drawn from a seeded generator:
 #   handshake/hello/offer   c2s after U(0, H0 - 200) bytes (H0: client->
 #                           server bytes of a sync with nothing to send;
@@ -40,10 +40,10 @@
 #      after the attempt, minus before it
 #   D  dropped at the gateway: bytes written to .part files in the attempt
 #      but not verified, so cut off at the next resume: < one chunk
-#      (65536 plaintext + 20 framing)
+#      (16384 plaintext + 20 framing: the packer's chunk size)
 #   R  resent: bytes serve received in the attempt minus P: what reached
 #      mgate at the gateway and must be sent again.  Must be <= one chunk
-#      (65536) + HANDSHAKE, where HANDSHAKE is the sync protocol's own
+#      (16384) + HANDSHAKE, where HANDSHAKE is the sync protocol's own
 #      bytes: A0 (serve's input in a sync with nothing to send: hello,
 #      empty offer, FIN, the download phase) + 40 per bundle offered + 82
 #      per DATA frame or bundle (DATA and END frame headers).
@@ -52,8 +52,8 @@
 #      and what OpenSSH's sshd had buffered and threw away at the reset,
 #      which is not mgate's doing: with a forced command of `cat', a cut
 #      after 150000 bytes let cat see 65536).
-# A deterministic check follows: serve gets exactly ~100 KB (1.5 chunks)
-# of each session; a 3-chunk bundle must advance at least one chunk per
+# A deterministic check follows: serve gets exactly 1.5 chunks of bundle
+# data in each session; a many-chunk bundle must advance at least one chunk per
 # session and get through.
 #
 # Environment: MGATE_CUTS_SEED (repeat a run), MGATE_CUTS (cuts to reach;
@@ -77,7 +77,7 @@ fi
 SEED=${MGATE_CUTS_SEED:-$(( $(date +%s%N) % 1000000007 ))}
 RANDOM=$SEED
 diag "seed $SEED (MGATE_CUTS_SEED=$SEED repeats the cut plan), $CUTS cuts"
-CHUNK=65536
+CHUNK=16384	# the packer's chunk size (src/packer.c PACKER_CHUNK)
 CHUNK_WIRE=$((CHUNK + 20))
 
 sshd_gateway_setup "max_bundle_size = 256k"
@@ -339,7 +339,7 @@ BIG=$(grep -h ': for gw, ' "$T/all.err" | sed -n 's/.* \([0-9]*\) bytes from .*/
 NB=$(grep -ch ': for gw, ' "$T/all.err" | awk '{s += $1} END {print s}')
 diag "$NB bundles packed, the largest $BIG bytes"
 ok "several bundles" test "$NB" -ge 3
-ok "a bundle spans several 64 KiB chunks" test "${BIG:-0}" -gt $((2 * CHUNK_WIRE))
+ok "a bundle spans several chunks" test "${BIG:-0}" -gt $((2 * CHUNK_WIRE))
 ok "a transfer resumed mid-bundle (\"resuming at byte N\")" grep -q 'resuming at byte [1-9]' "$T/all.err"
 ok "a cut between commit and ACK was recognised (\"already committed\")" \
     grep -q 'already committed by gw' "$T/all.err"
@@ -535,19 +535,20 @@ is "$(get fail_r)" - "every cut: bytes resent <= one chunk ($CHUNK) + the sync p
 
 # ---------------------------------------------------------------------------
 # Resume granularity, deterministic: serve gets the first LIMIT bytes of
-# each session (hello, a one-bundle offer, then ~100000 bundle bytes in
-# DATA frames: 1.5 chunks), then its input ends.  Every session must
-# add at least one chunk to what the gateway holds.
+# each session (hello, a one-bundle offer, then 1.5 chunks of bundle
+# bytes in one DATA frame), then its input ends.  Every session must add
+# at least one chunk to what the gateway holds.
 
 BIGSPAM=$(cd "$CORPUS/spam" && ls -S | head -n 1)
 strip_from_line "$CORPUS/spam/$BIGSPAM" | site queue -i granular@example.com 2>/dev/null
 NQ=$((NQ + 1))
 site pickup >/dev/null 2>&1
 GID=$(sj | jq -r '.[] | select(.recipients[0].address == "granular@example.com") | .id')
-LIMIT=$((A0 + 40 + 45 + 65536 + 45 + 34464))
+LIMIT=$((A0 + 40 + 45 + CHUNK * 3 / 2))
 echo "$LIMIT" >"$T/serve.limit"
 offs=() got=0
-for i in 1 2 3 4 5 6; do
+GFIRST=$((ATT + 1))	# its first attempt packs its bundle
+for i in $(seq 1 24); do
 	attempt none
 	o=$(sed -n 's/.*resuming at byte \([0-9]*\) of.*/\1/p' "$T/att/$ATT.err" | tail -n 1)
 	offs+=("${o:-0}")
@@ -557,9 +558,12 @@ for i in 1 2 3 4 5 6; do
 	fi
 done
 rm -f "$T/serve.limit"
-diag "serve limited to $LIMIT bytes per session: resume offsets ${offs[*]}; $(grep -h ': for gw, ' "$T/att/"*.err | tail -n 1 | sed 's/.*: for gw, //')"
-ok "a 3-chunk bundle gets through when each session delivers 1.5 chunks (sessions: ${got:-none})" \
-    test "$got" -ge 1 -a "$got" -le 5
+GPACK=$(grep -h ': for gw, ' "$T/att/$GFIRST.err" | tail -n 1)
+diag "serve limited to $LIMIT bytes per session: resume offsets ${offs[*]}; ${GPACK#*: for gw, }"
+GBYTES=$(sed -n 's/.* \([0-9]*\) bytes from .*/\1/p' <<<"$GPACK")
+NCHUNKS=$(( (${GBYTES:-0} + CHUNK - 1) / CHUNK ))
+ok "a $NCHUNKS-chunk bundle gets through when each session delivers 1.5 chunks (sessions: ${got:-none})" \
+    test "$got" -ge 1 -a "$got" -le $((NCHUNKS + 1))
 adv=1
 for ((i = 1; i < ${#offs[@]}; i++)); do
 	[ "${offs[i]}" -ge $(( ${offs[i - 1]} + CHUNK )) ] || adv=0
