@@ -78,6 +78,7 @@ struct session {
 	int			 bdat_cr;	/* a CR ended the last chunk */
 	int			 bdat_failed;
 	struct spool		*sp;		/* opened at the first message */
+	int			 keep_sp;	/* sp belongs to the worker */
 };
 
 static void __attribute__((format(printf, 2, 3)))
@@ -969,6 +970,13 @@ void
 smtpd_session(const struct mg_config *cfg, void *tls, int fd,
     const char *client)
 {
+	smtpd_session_keep(cfg, tls, fd, client, NULL);
+}
+
+void
+smtpd_session_keep(const struct mg_config *cfg, void *tls, int fd,
+    const char *client, struct spool **keep)
+{
 	struct session	ss;
 	char		line[CMD_MAX + 2], *arg;
 	int		r;
@@ -977,6 +985,10 @@ smtpd_session(const struct mg_config *cfg, void *tls, int fd,
 	ss.cfg = cfg;
 	ss.tls = tls;
 	ss.fd = fd;
+	if (keep) {
+		ss.sp = *keep;
+		ss.keep_sp = 1;
+	}
 	snprintf(ss.client, sizeof(ss.client), "%s", client);
 	if ((ss.s = mg_stream_fd(fd, 0)) == NULL)
 		return;
@@ -1023,13 +1035,6 @@ smtpd_session(const struct mg_config *cfg, void *tls, int fd,
 		else if (!strcasecmp(line, "X-MGATE-SYNC") && !*arg)
 			cmd_sync(&ss);
 		else if (!strcasecmp(line, "QUIT")) {
-			/*
-			 * Let go of the queue database before the client may
-			 * connect again, so that the listener does not count
-			 * sessions still closing (smtpd_max_sessions).
-			 */
-			spool_close(ss.sp);
-			ss.sp = NULL;
 			reply(&ss, "221 2.0.0 Bye");
 			break;
 		} else
@@ -1040,7 +1045,10 @@ smtpd_session(const struct mg_config *cfg, void *tls, int fd,
 		    cfg->myhostname);
 	reset_txn(&ss);
 	mg_stream_close(ss.s);
-	spool_close(ss.sp);
+	if (keep)
+		*keep = ss.sp;	/* the worker's, for its next session */
+	else
+		spool_close(ss.sp);
 	mg_info("disconnect from %s", ss.client);
 }
 
@@ -1075,7 +1083,8 @@ bind_one(const char *spec, char *err, size_t errlen)
 		    gai_strerror(r));
 		return -1;
 	}
-	if ((fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	if ((fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC |
+	    SOCK_NONBLOCK, 0)) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 ||
 	    listen(fd, 64) < 0) {
@@ -1141,18 +1150,85 @@ smtpd_listen_open(const struct mg_config *cfg, struct smtpd_listener **out,
 	return MG_OK;
 }
 
+/*
+ * Sessions run in pre-forked workers, as Postfix's smtpd does: each
+ * accepts connections itself and keeps the queue database open from one
+ * session to the next, so that a session costs neither a fork nor
+ * joining the database.  The listener keeps one spare worker idle while
+ * fewer than smtpd_max_sessions exist; beyond that, connections wait in
+ * the kernel's backlog until a worker is free.  A worker exits after
+ * WORKER_MAX_USE sessions or WORKER_MAX_IDLE seconds without one.
+ */
+#define WORKER_MAX_USE	100
+#define WORKER_MAX_IDLE	60
+
+struct wstatus {
+	pid_t	pid;
+	char	busy;
+};
+
+static void
+worker_say(int fd, int busy)
+{
+	struct wstatus w = { getpid(), (char)busy };
+
+	/* Atomic (< PIPE_BUF); a lost one only delays a spare worker. */
+	(void)!write(fd, &w, sizeof(w));
+}
+
+static void
+worker_main(struct smtpd_listener *l, const struct mg_config *cfg,
+    int status_fd, volatile sig_atomic_t *stop)
+{
+	struct spool	*sp = NULL;
+	unsigned	 used = 0, idle = 0;
+
+	while (!*stop && used < WORKER_MAX_USE && idle < WORKER_MAX_IDLE) {
+		if (poll(l->pfd, l->nl, 1000) <= 0) {
+			idle++;
+			continue;
+		}
+		for (size_t i = 0; i < l->nl && !*stop; i++) {
+			struct sockaddr_storage	sa;
+			socklen_t		sl = sizeof(sa);
+			char			host[INET6_ADDRSTRLEN + 8] = "?";
+			int			c;
+
+			if (!(l->pfd[i].revents & POLLIN))
+				continue;
+			/* Another worker may have taken it: EAGAIN. */
+			if ((c = accept4(l->pfd[i].fd, (struct sockaddr *)&sa,
+			    &sl, SOCK_CLOEXEC)) < 0)
+				continue;
+			getnameinfo((struct sockaddr *)&sa, sl, host + 1,
+			    sizeof(host) - 2, NULL, 0, NI_NUMERICHOST);
+			host[0] = '[';
+			strcat(host, "]");
+			worker_say(status_fd, 1);
+			smtpd_session_keep(cfg, l->tls, c, host, &sp);
+			close(c);
+			worker_say(status_fd, 0);
+			used++;
+			idle = 0;
+		}
+	}
+	spool_close(sp);
+}
+
 void
 smtpd_serve(struct smtpd_listener *l, const struct mg_config *cfg,
     volatile sig_atomic_t *stop)
 {
-	size_t	running = 0;
+	struct wstatus	*w;
+	size_t		 nw = 0, max = cfg->smtpd_max_sessions, idle = 0;
+	int		 st[2];
+	pid_t		 pid;
 
 	daemon_pid = getppid();
 	/*
-	 * Done once here rather than in every session: the time zone
+	 * Done once here rather than in every worker: the time zone
 	 * (Received: dates) and OpenSSL's configuration and SHA-256
-	 * implementation (message digests), which each forked session
-	 * would otherwise load again.
+	 * implementation (message digests).
 	 */
 	tzset();
 	{
@@ -1161,50 +1237,71 @@ smtpd_serve(struct smtpd_listener *l, const struct mg_config *cfg,
 
 		(void)EVP_Digest("", 0, md, &mdlen, EVP_sha256(), NULL);
 	}
+	if ((w = calloc(max, sizeof(*w))) == NULL ||
+	    pipe2(st, O_CLOEXEC | O_NONBLOCK) < 0) {
+		mg_error("smtpd: cannot start workers: %s", strerror(errno));
+		free(w);
+		return;
+	}
 	mg_info("smtpd: listening on %s%s", cfg->smtpd_listen, l->tls ?
 	    " (STARTTLS)" : "");
 	while (!*stop) {
-		while (waitpid(-1, NULL, WNOHANG) > 0)
-			running--;
-		if (poll(l->pfd, l->nl, 1000) <= 0)
-			continue;
-		for (size_t i = 0; i < l->nl; i++) {
-			struct sockaddr_storage	sa;
-			socklen_t		sl = sizeof(sa);
-			char			host[INET6_ADDRSTRLEN + 8] = "?";
-			pid_t			pid;
-			int			c;
+		struct pollfd	pf = { st[0], POLLIN, 0 };
+		struct wstatus	m;
+		int		ws;
 
-			if (!(l->pfd[i].revents & POLLIN))
-				continue;
-			if ((c = accept4(l->pfd[i].fd, (struct sockaddr *)&sa,
-			    &sl, SOCK_CLOEXEC)) < 0)
-				continue;
-			getnameinfo((struct sockaddr *)&sa, sl, host + 1,
-			    sizeof(host) - 2, NULL, 0, NI_NUMERICHOST);
-			host[0] = '[';
-			strcat(host, "]");
-			if (running >= cfg->smtpd_max_sessions) {
-				const char *m = "421 4.7.0 Too many "
-				    "connections, try again later\r\n";
-
-				/* Best effort: the client retries either way. */
-				(void)!write(c, m, strlen(m));
-				close(c);
-				continue;
-			}
+		/* Workers that ended (used up, idle, or killed). */
+		while ((pid = waitpid(-1, &ws, WNOHANG)) > 0)
+			for (size_t i = 0; i < nw; i++)
+				if (w[i].pid == pid) {
+					if (!w[i].busy)
+						idle--;
+					w[i] = w[--nw];
+					break;
+				}
+		/* One spare worker, within the limit. */
+		if (idle == 0 && nw < max) {
+			fflush(NULL);
 			if ((pid = fork()) == 0) {
-				for (size_t k = 0; k < l->nl; k++)
-					close(l->pfd[k].fd);
-				signal(SIGTERM, SIG_DFL);
-				smtpd_session(cfg, l->tls, c, host);
+				close(st[0]);
+				worker_main(l, cfg, st[1], stop);
 				_exit(0);
 			}
-			if (pid > 0)
-				running++;
-			close(c);
+			if (pid > 0) {
+				w[nw].pid = pid;
+				w[nw++].busy = 0;
+				idle++;
+			} else
+				mg_warn("smtpd: fork: %s", strerror(errno));
 		}
+		if (poll(&pf, 1, 1000) <= 0)
+			continue;
+		while (read(st[0], &m, sizeof(m)) == sizeof(m))
+			for (size_t i = 0; i < nw; i++)
+				if (w[i].pid == m.pid && w[i].busy != m.busy) {
+					w[i].busy = m.busy;
+					if (m.busy)
+						idle--;
+					else
+						idle++;
+					break;
+				}
 	}
+	/* Stop: idle workers leave at once, busy ones end their session. */
+	for (size_t i = 0; i < nw; i++)
+		kill(w[i].pid, SIGTERM);
+	for (int t = 0; t < 50 && waitpid(-1, NULL, WNOHANG) >= 0; t++) {
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		usleep(100 * 1000);
+	}
+	for (size_t i = 0; i < nw; i++)
+		kill(w[i].pid, SIGKILL);
+	while (waitpid(-1, NULL, 0) > 0)
+		;
+	close(st[0]);
+	close(st[1]);
+	free(w);
 }
 
 enum mg_err

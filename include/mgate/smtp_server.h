@@ -32,8 +32,16 @@ void	smtpd_listener_free(struct smtpd_listener *);
 /* smtpd_listen_open, smtpd_serve, free. */
 enum mg_err smtpd_run(const struct mg_config *, volatile sig_atomic_t *stop,
 	    char *errbuf, size_t errlen);
+struct spool;
+
 /* One session on a connected socket (the listener calls it in a child). */
 void	smtpd_session(const struct mg_config *, void *tls_ctx, int fd,
 	    const char *client);
+/*
+ * The same, using *sp as the queue database (opened at the first
+ * message if NULL) and leaving it open in *sp for the next session.
+ */
+void	smtpd_session_keep(const struct mg_config *, void *tls_ctx, int fd,
+	    const char *client, struct spool **sp);
 
 #endif
