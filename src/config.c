@@ -135,7 +135,7 @@ static const struct ckey global_keys[] = {
 	{ "smtpd_tls_key_file", CT_PATH, G(smtpd_tls_key_file), NULL, 0, 0,
 	  NULL, "gateway: the listener's private key (PEM)" },
 	{ "smtpd_max_sessions", CT_UINT, G(smtpd_max_sessions), "50", 1,
-	  10000, NULL, "gateway: most SMTP sessions at once" },
+	  10000, NULL, "gateway: most SMTP sessions at once (session workers)" },
 	{ "smtpd_timeout", CT_TIME, G(smtpd_timeout), "5m", 1, 3600, NULL,
 	  "gateway: idle time before an SMTP client is dropped" },
 	{ "smtpd_max_errors", CT_UINT, G(smtpd_max_errors), "10", 1, 1000,
