@@ -18,6 +18,7 @@
 
 #include "mgate/cmd.h"
 #include "mgate/fsutil.h"
+#include "mgate/history.h"
 #include "mgate/inbound.h"
 #include "mgate/passwd.h"
 #include "mgate/keys.h"
@@ -308,6 +309,7 @@ cmd_import(struct cmd_ctx *ctx, int argc, char **argv)
 		if (n)
 			printf("%zu recipient%s delivered to local mailboxes\n",
 			    n, n == 1 ? "" : "s");
+		history_expire(sp, cfg, NULL);
 	}
 	/*
 	 * Acknowledge anything but a pure acknowledgement, also when it

@@ -26,6 +26,7 @@
 #include "mgate/spool.h"
 #include "mgate/stream.h"
 #include "mgate/sync.h"
+#include "mgate/history.h"
 #include "mgate/inbound.h"
 #include "mgate/smarthost.h"
 #include "mgate/transport_smtp.h"
@@ -219,6 +220,7 @@ cmd_sync(struct cmd_ctx *ctx, int argc, char **argv)
 		size_t n = 0;
 
 		inbound_deliver(sp, cfg, &n);
+		history_expire(sp, cfg, NULL);
 	}
 	printf("sync %s: up %llu message%s in %llu bundle%s (%llu bytes, "
 	    "%llu before compression), down %llu message%s and %llu "

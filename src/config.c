@@ -119,6 +119,8 @@ static const struct ckey global_keys[] = {
 	  "wait before the first retry (short, for greylisting)" },
 	{ "maximal_backoff", CT_TIME, G(maximal_backoff), "4h", 1, 604800,
 	  NULL, "longest wait between retries" },
+	{ "history_lifetime", CT_TIME, G(history_lifetime), "7d", 1, 31536000,
+	  NULL, "site: how long sent mail whose fate is known stays listed" },
 	{ "maximal_queue_lifetime", CT_TIME, G(maximal_queue_lifetime), "5d", 1,
 	  31536000, NULL, "how long to retry before a message bounces" },
 	{ "queue_run_interval", CT_TIME, G(queue_run_interval), "30s", 1, 3600,

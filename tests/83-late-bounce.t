@@ -40,6 +40,7 @@ log_destination = stderr
 private_key = $T/site.key
 local_mailbox = $T/mail/%u/Maildir/
 pickup_after_queue = no
+history_lifetime = 3s
 
 [peer gw]
 transport = file
@@ -195,6 +196,32 @@ like "$LOG" 'a delivery status report about a message not in this spool \(envelo
 run site import "$T/down.mgb"
 is "$(find "$MAILDIR/new" "$MAILDIR/cur" -type f 2>/dev/null | wc -l)" 5 "importing the bundle again delivers nothing twice"
 unlike "$RUN_STDERR" "status=bounced" "and marks nothing again"
+
+# ---------------------------------------------------------------------------
+# History: a sent message whose every recipient is final stays listed for
+# history_lifetime (3 s here) after its last change, then goes; one that
+# still waits for news (M1: carol) stays.
+
+printf 'From: Root <root@ship.example.org>\nSubject: T83 second\n\nhello again\n' >"$T/m2"
+out=$("$MGATE" -v -c "$T/site.conf" queue -i dave@remote.example <"$T/m2" 2>&1)
+[[ $out =~ queued\ as\ ([0-9A-Z]{16}) ]] || BAIL_OUT "queue: $out"
+Q2=${BASH_REMATCH[1]}
+site pickup >/dev/null 2>&1
+site export "$T/up2.mgb" >/dev/null 2>&1 && gw import --ack "$T/up2.ack" "$T/up2.mgb" >/dev/null 2>&1 &&
+    site import "$T/up2.ack" >/dev/null 2>&1
+ok "R3 (dave failed, ENVID names M2) accepted by the listener" \
+    send "" "$Q2" dave@remote.example failed 5.1.1 ""
+run gw export --peer ship "$T/down2.mgb"
+run site import "$T/down2.mgb"
+is "$RUN_STATUS" 0 "the site imports R3" || diag "$RUN_STDERR"
+listed() { site list --json 2>/dev/null | jq -r --arg q "$1" '[.[] | select(.id == $q)] | length'; }
+is "$(listed "$Q2") $(site list --json | jq -r --arg q "$Q2" '.[] | select(.id == $q) | .recipients[0].state')" "1 bounced" \
+    "M2, all recipients final, is still listed right after its last change"
+sleep 4
+run site import "$T/down2.mgb"
+like "$RUN_STDERR" "$Q2: removed" "after history_lifetime the next import removes it, and says so"
+is "$(listed "$Q2")" 0 "M2 is no longer listed"
+is "$(listed "$Q")" 1 "M1, with carol still open, is kept"
 
 kill "$DPID" 2>/dev/null
 wait "$DPID" 2>/dev/null

@@ -78,6 +78,7 @@ struct mg_config {
 	uint64_t	 retry_first;
 	uint64_t	 maximal_backoff;
 	uint64_t	 maximal_queue_lifetime;
+	uint64_t	 history_lifetime;
 	uint64_t	 queue_run_interval;
 	uint64_t	 max_received_headers;
 	char		*daemon_user;
