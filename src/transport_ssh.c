@@ -381,6 +381,27 @@ ssh_connect(const struct ssh_params *p, struct ssh_conn **out, char *err,
 		    "supported by libssh2", name, pref);
 		goto fail;
 	}
+	/*
+	 * Offer only what a current sshd takes, strongest first, with a
+	 * fallback each for older ones: libssh2's full lists cost about
+	 * 700 bytes of the client's KEXINIT, a tenth of a second at
+	 * 64 kbit/s, on every sync.
+	 */
+	if (libssh2_session_method_pref(c->session, LIBSSH2_METHOD_KEX,
+	    "curve25519-sha256,curve25519-sha256@libssh.org,"
+	    "ecdh-sha2-nistp256,diffie-hellman-group14-sha256") != 0 ||
+	    libssh2_session_method_pref(c->session, LIBSSH2_METHOD_CRYPT_CS,
+	    "aes128-ctr,aes256-ctr") != 0 ||
+	    libssh2_session_method_pref(c->session, LIBSSH2_METHOD_CRYPT_SC,
+	    "aes128-ctr,aes256-ctr") != 0 ||
+	    libssh2_session_method_pref(c->session, LIBSSH2_METHOD_MAC_CS,
+	    "hmac-sha2-256,hmac-sha1") != 0 ||
+	    libssh2_session_method_pref(c->session, LIBSSH2_METHOD_MAC_SC,
+	    "hmac-sha2-256,hmac-sha1") != 0) {
+		e = serr(err, errlen, MG_ESOFTWARE, "%s: libssh2 refuses the "
+		    "algorithm preferences: %s", name, ssh_errmsg(c->session));
+		goto fail;
+	}
 	if ((c->sock = net_connect(p->host, port, p->connect_timeout_ms, err,
 	    errlen)) < 0) {
 		e = MG_ETEMP;
