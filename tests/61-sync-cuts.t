@@ -249,8 +249,12 @@ while :; do
 			plan="s2c $(rand "$S0")"
 		elif [ "$r" -lt 30 ]; then
 			plan="ack $((H0 + $(rand $((R < 200000 ? R + 1 : 200000))))) 0"
-		else
+		elif [ "$R" -gt 0 ]; then
 			plan="c2s $((H0 + $(rand $((R < 80000 ? R + 1 : 80000)))))"
+		else
+			# Nothing left to send: H0 is the whole sync, and a cut
+			# at its end would be no cut.  Cut the handshake.
+			plan="c2s $(rand $((H0 - TAIL)))"
 		fi
 	else
 		plan=none
