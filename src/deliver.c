@@ -642,7 +642,7 @@ deliver_run(const struct mg_config *cfg, struct deliver_stats *st,
 		for (size_t i = 0; dq && i < d.n; i++)
 			dq[i] = d.qids[i];
 		if (dq == NULL || spool_msgs_delete(r.sp, dq, d.n,
-		    &removed) != MG_OK)
+		    "all recipients done", &removed) != MG_OK)
 			mg_warn("daemon: finished messages not all removed; "
 			    "the next run will");
 		free(dq);

@@ -68,7 +68,8 @@ history_expire(struct spool *sp, const struct mg_config *cfg,
 	if ((e = spool_walk(sp, collect, &a)) == MG_OK && a.oom)
 		e = MG_ENOMEM;
 	if (e == MG_OK && a.n > 0)
-		e = spool_msgs_delete(sp, a.qids, a.n, &n);
+		e = spool_msgs_delete(sp, a.qids, a.n, "history_lifetime "
+		    "over", &n);
 	if (e != MG_OK)
 		mg_warn("history: cannot remove old delivered mail: %s",
 		    mg_strerror(e));

@@ -1121,36 +1121,6 @@ pickup_lock(struct spool *sp)
 	return fd;
 }
 
-enum mg_err
-spool_msg_delete(struct spool *sp, const char *qid)
-{
-	struct del_arg	a = { qid, 0 };
-	char		path[4200];
-	enum mg_err	e;
-	int		lock;
-
-	if (!mg_qid_valid(qid))
-		return MG_ENOTFOUND;
-	/* Serialise with pickup, which renames body files into queue/. */
-	if ((lock = pickup_lock(sp)) < 0)
-		return MG_EIO;
-	if ((e = spool_txn(sp, del_fn, &a)) != MG_OK)
-		goto out;
-	if (!a.found) {
-		e = MG_ENOTFOUND;
-		goto out;
-	}
-	/* Committed: now the body.  A crash here leaves an orphan file. */
-	if (mg_path(path, sizeof(path), "%s/queue/%s", sp->dir, qid) == MG_OK)
-		unlink(path);
-	if (mg_path(path, sizeof(path), "%s/maildrop/%s", sp->dir, qid) ==
-	    MG_OK)
-		unlink(path);
-out:
-	close(lock);
-	return e;
-}
-
 struct dels_arg {
 	char	**qids;
 	size_t	  n;
@@ -1174,7 +1144,8 @@ dels_fn(struct spool *sp, DB_TXN *txn, void *varg)
 }
 
 enum mg_err
-spool_msgs_delete(struct spool *sp, char **qids, size_t n, size_t *removed)
+spool_msgs_delete(struct spool *sp, char **qids, size_t n, const char *why,
+    size_t *removed)
 {
 	struct dels_arg	a = { qids, 0, NULL };
 	char		path[4200];
@@ -1187,6 +1158,7 @@ spool_msgs_delete(struct spool *sp, char **qids, size_t n, size_t *removed)
 			return MG_EDATA;
 	if ((a.found = calloc(n ? n : 1, sizeof(*a.found))) == NULL)
 		return MG_ENOMEM;
+	/* Serialise with pickup, which renames body files into queue/. */
 	if ((lock = pickup_lock(sp)) < 0) {
 		free(a.found);
 		return MG_EIO;
@@ -1201,8 +1173,10 @@ spool_msgs_delete(struct spool *sp, char **qids, size_t n, size_t *removed)
 			if (!a.found[i])
 				continue;
 			(*removed)++;
-			mg_info("%s: removed (all recipients done)",
-			    a.qids[i]);
+			if (why)
+				mg_info("%s: removed (%s)", a.qids[i], why);
+			/* Committed: now the body; a crash here leaves an
+			 * orphan file, which pickup's sweep removes. */
 			if (mg_path(path, sizeof(path), "%s/queue/%s",
 			    sp->dir, a.qids[i]) == MG_OK)
 				unlink(path);
@@ -1214,6 +1188,20 @@ spool_msgs_delete(struct spool *sp, char **qids, size_t n, size_t *removed)
 	close(lock);
 	free(a.found);
 	return e;
+}
+
+enum mg_err
+spool_msg_delete(struct spool *sp, const char *qid)
+{
+	char		*one = (char *)qid;
+	size_t		 n;
+	enum mg_err	 e;
+
+	if (!mg_qid_valid(qid))
+		return MG_ENOTFOUND;
+	if ((e = spool_msgs_delete(sp, &one, 1, NULL, &n)) != MG_OK)
+		return e;
+	return n ? MG_OK : MG_ENOTFOUND;
 }
 
 enum mg_err

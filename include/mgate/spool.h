@@ -103,11 +103,12 @@ enum mg_err spool_msg_transition(struct spool *, const char *qid,
 /* Remove the message's records and body file. */
 enum mg_err spool_msg_delete(struct spool *, const char *qid);
 /*
- * The same for many, up to 100 per transaction; each removal is logged.
- * *removed counts the messages found and removed.
+ * The same for many, up to 100 per transaction; with why, each removal
+ * is logged as "QID: removed (why)".  *removed counts the messages
+ * found and removed.
  */
 enum mg_err spool_msgs_delete(struct spool *, char **qids, size_t n,
-	    size_t *removed);
+	    const char *why, size_t *removed);
 /* Path of the body file (queue/QID, or maildrop/QID if not moved yet). */
 enum mg_err spool_body_path(struct spool *, const char *qid, char *,
 	    size_t);
