@@ -169,17 +169,6 @@ header_line(struct scan *s, const char *line)
 	}
 }
 
-static int
-contains_ci(const char *hay, const char *needle)
-{
-	size_t n = strlen(needle);
-
-	for (; *hay; hay++)
-		if (strncasecmp(hay, needle, n) == 0)
-			return 1;
-	return 0;
-}
-
 static void
 line(struct scan *s, const char *l)
 {
@@ -187,8 +176,8 @@ line(struct scan *s, const char *l)
 		if (l[0] == '\0') {
 			s->in_header = 0;
 			s->last = F_NONE;
-			s->is_report = contains_ci(s->ctype,
-			    "multipart/report") && contains_ci(s->ctype,
+			s->is_report = strcasestr(s->ctype,
+			    "multipart/report") && strcasestr(s->ctype,
 			    "delivery-status");
 			return;
 		}
@@ -206,7 +195,7 @@ line(struct scan *s, const char *l)
 		return;
 	}
 	if (strncasecmp(l, "Content-Type:", 13) == 0 &&
-	    contains_ci(l + 13, "message/delivery-status"))
+	    strcasestr(l + 13, "message/delivery-status"))
 		s->in_ds = 1;
 }
 
