@@ -18,6 +18,9 @@
 # Every report is still delivered to the sender's Maildir; one sync; a
 # second import changes nothing.  And the site's recipient list
 # (recipients): an unknown local user is refused at RCPT with 550 5.1.1.
+# And the listener's session workers, which keep the queue database open:
+# kill -9 of one in the middle of a DATA and then of all of them stores
+# nothing half-received, and the next message is stored once.
 #
 # Real parts: mgate daemon's listener (smtplib from Python), bundles by
 # export/import (file transport), the site's local delivery.
@@ -25,7 +28,7 @@ set -uo pipefail
 . "$(dirname "$0")/lib/testlib.sh"
 
 need_mgate
-need_cmd jq
+need_cmd jq swaks ss pgrep
 mgate_setup
 
 for k in site gw; do
@@ -167,6 +170,49 @@ like "$RUN_STDOUT" 'nobody@ship\.example\.org 550 5\.1\.1 <nobody@ship\.example\
 like "$RUN_STDOUT" 'Root\+Tag@SHIP\.example\.org 250' "a listed local part, with +detail and in another case, is accepted"
 like "$RUN_STDOUT" 'postmaster@ship\.example\.org 250' "a listed address is accepted"
 like "$RUN_STDOUT" 'postmaster\+x@ship\.example\.org 250' "and with +detail"
+
+# The listener's session workers keep the queue database open between
+# sessions.  kill -9 one in the middle of a DATA (nothing may be stored
+# and nothing answered 250), then every worker, idle ones holding the
+# database included: the listener starts new ones, and the next message
+# is stored once.
+LISTENER=$(pgrep -P "$DPID" | head -n 1)
+workers() { pgrep -P "$LISTENER"; }
+ok "the listener runs session workers" test -n "$(workers)"
+cat >"$T/half.py" <<'PY'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+f = s.makefile("rb")
+def reply():
+    while True:
+        l = f.readline()
+        if not l or l[3:4] != b"-":
+            return l
+reply()
+for c in (b"EHLO half.example\r\n", b"MAIL FROM:<x@remote.example>\r\n",
+          b"RCPT TO:<postmaster@ship.example.org>\r\n", b"DATA\r\n"):
+    s.sendall(c); reply()
+s.sendall(b"Subject: T83 half\r\n\r\nnever finished\r\n")
+print("in-data", flush=True)
+time.sleep(30)
+PY
+"$PYTHON3" "$T/half.py" "$PORT" >"$T/half.out" 2>&1 &
+HALF=$!
+wait_for 10 grep -q in-data "$T/half.out" || diag "the half session did not reach DATA"
+# The worker serving it: the one with an established connection to us.
+busy=$(for w in $(workers); do ss -tnp 2>/dev/null | grep -q "pid=$w," && echo "$w"; done | head -n 1)
+ok "found the worker in the middle of DATA" test -n "$busy"
+[ -n "$busy" ] && kill -9 "$busy"
+kill "$HALF" 2>/dev/null; wait "$HALF" 2>/dev/null
+for w in $(workers); do kill -9 "$w"; done
+wait_for 10 bash -c "[ -n \"\$(pgrep -P $LISTENER)\" ]"
+ok "the listener starts new workers after the kills" test -n "$(workers)"
+printf 'Subject: T83 after kills\n\nstored once\n' >"$T/after.msg"
+ok "after the kills, a message for postmaster is accepted" \
+    swaks --server "127.0.0.1:$PORT" --from someone@remote.example \
+    --to postmaster@ship.example.org --data "$T/after.msg" --silent 2
+is "$(gw list --json | jq '[.[] | select(.via == "ship")] | length')" 6 \
+    "the gateway holds six messages for the site: the killed DATA stored nothing"
 
 # ---------------------------------------------------------------------------
 # To the site.
